@@ -60,7 +60,7 @@ class Adapter:
         """Poll an existing async job to its end instead of creating (and paying for) a new one."""
         raise ProviderError(ErrorKind.BAD_REQUEST, "this provider has no resumable jobs", provider=self.name)
 
-    async def cancel(self, job_id: str) -> None:  # noqa: B027 - optional, best effort
+    async def cancel(self, job_id: str) -> None:
         """Ask the provider to stop a job (best effort)."""
 
     # --- shared plumbing ---------------------------------------------------------------------

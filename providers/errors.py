@@ -120,7 +120,9 @@ class AllProvidersFailed(Exception):
 
 # --- helpers shared by adapters -------------------------------------------------------------
 
-_WORD_WAIT = re.compile(r"(?:in|after)\s+~?\s*(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|sec|seconds?|m|min|minutes?)\b", re.I)
+_WORD_WAIT = re.compile(
+    r"(?:in|after)\s+~?\s*(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|sec|seconds?|m|min|minutes?)\b", re.I
+)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
