@@ -1,0 +1,76 @@
+"""The request log of a period as CSV bytes, written row by row from `db.repo.stats.export_rows`.
+
+UTF-8 with a byte-order mark, so spreadsheet programs show non-Latin prompts correctly. Text cells that
+start like a formula (=, +, -, @) are prefixed with an apostrophe: prompts are user input, and a
+spreadsheet must not run them (CSV injection).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+# Telegram bots may upload documents up to 50 MB; past this the CSV is sent gzip-compressed.
+MAX_PLAIN_BYTES = 45 * 1024 * 1024
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str | int | float:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, Decimal):
+        return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+async def csv_bytes(rows: AsyncIterable[Mapping[str, Any]] | Iterable[Mapping[str, Any]],
+                    columns: Sequence[str] | None = None) -> bytes:
+    """CSV of `rows`; the header is `columns`, else the first row's keys. Unknown keys are dropped."""
+    buf = io.StringIO()
+    writer: csv.DictWriter[str] | None = None
+    if columns:
+        writer = _writer(buf, columns)
+    async for row in _aiter(rows):
+        if writer is None:
+            writer = _writer(buf, list(row.keys()))
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
+    return b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8")
+
+
+def fit_for_telegram(data: bytes, filename: str) -> tuple[bytes, str]:
+    """The document to upload: as is, or gzip-compressed when too big for a bot upload."""
+    if len(data) <= MAX_PLAIN_BYTES:
+        return data, filename
+    return gzip.compress(data, compresslevel=6), filename + ".gz"
+
+
+def _writer(buf: io.StringIO, columns: Sequence[str]) -> csv.DictWriter[str]:
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    return writer
+
+
+async def _aiter(
+    rows: AsyncIterable[Mapping[str, Any]] | Iterable[Mapping[str, Any]],
+) -> AsyncIterator[Mapping[str, Any]]:
+    if isinstance(rows, AsyncIterable):
+        async for row in rows:
+            yield row
+    else:
+        for row in rows:
+            yield row
