@@ -1,0 +1,127 @@
+"""The bot's settings: one pydantic-settings class read from the environment and `.env`.
+
+Every field is documented in `.env.example`. Provider API keys are not here: the providers loader reads
+them from the environment (see `provider_env()`, which also folds in the `.env` file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr = SecretStr("")
+    # NoDecode: "1,2,3" must not be parsed as JSON by pydantic-settings before our validator sees it
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    database_url: str = "sqlite+aiosqlite:///./data/bot.db"
+    providers_file: str | None = None
+    telegram_api_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "0.0.0.0"  # a webhook server behind a proxy listens on every interface
+    webhook_port: int = Field(8080, ge=1, le=65535)
+    webhook_path: str = "/webhook"
+    digest_time: time = time(9, 0)
+    timezone: str = "UTC"
+    free_credits: int = Field(20, ge=0)
+    daily_credit_limit: int = Field(0, ge=0)  # 0 = unlimited
+    monthly_credit_limit: int = Field(0, ge=0)
+    log_level: str = "INFO"
+
+    # tuning knobs
+    stream_edit_interval: float = Field(1.0, gt=0)  # seconds between edits of a streamed reply
+    history_max_chars: int = Field(12_000, ge=0)  # conversation sent to the model, newest kept
+    stale_request_minutes: int = Field(30, ge=1)  # reservations older than this are refunded at start-up
+    progress_interval: float = Field(5.0, gt=0)  # seconds between edits of a long job's progress message
+    progress_after: float = Field(5.0, ge=0)  # a job still running after this gets a progress message
+    max_prompt_chars: int = Field(4000, ge=1)  # longer input is refused before anything is charged
+    max_media_bytes: int = Field(50 * 1024 * 1024, ge=1)  # provider media larger than this is refused
+    throttle_rate: int = Field(8, ge=1)  # updates a user may send per throttle window...
+    throttle_window: float = Field(5.0, gt=0)  # ...of this many seconds
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admin_ids(cls, value: Any) -> Any:
+        """Accept `1,2 3`, a JSON list `[1, 2]`, a single int, or an iterable of ints."""
+        if isinstance(value, int):
+            return frozenset({value})
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return frozenset()
+            if text.startswith("["):
+                try:
+                    return frozenset(int(v) for v in json.loads(text))
+                except (ValueError, TypeError) as exc:
+                    raise ValueError(f"ADMIN_IDS is not a JSON list of integers: {text!r}") from exc
+            try:
+                return frozenset(int(part) for part in re.split(r"[,\s;]+", text) if part)
+            except ValueError as exc:
+                raise ValueError(f"ADMIN_IDS must be comma-separated Telegram ids, got {text!r}") from exc
+        return value
+
+    @field_validator("digest_time", mode="before")
+    @classmethod
+    def _parse_digest_time(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _HHMM.match(value.strip())
+            if not match:
+                raise ValueError(f"DIGEST_TIME must be HH:MM (24-hour), got {value!r}")
+            return time(int(match.group(1)), int(match.group(2)))
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"TIMEZONE {value!r} is not a known IANA time zone (e.g. Europe/Berlin)") from exc
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"LOG_LEVEL {value!r} is not a loguru level")
+        return level
+
+    @field_validator("telegram_api_url", "webhook_url", "providers_file", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def is_admin(self, tg_id: int) -> bool:
+        return tg_id in self.admin_ids
+
+
+def provider_env(env_file: str | Path | None = ".env") -> dict[str, str]:
+    """The environment the providers loader reads keys from: the `.env` file under the real environment.
+
+    pydantic-settings reads `.env` only into its own fields; provider keys (OPENAI_API_KEY, ...) would be
+    lost without this. The real environment wins, as it does for Settings.
+    """
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ)
+    return merged
