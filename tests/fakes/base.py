@@ -55,7 +55,8 @@ class FakeServer:
     async def start(self) -> FakeServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self.routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A short shutdown: a `hang` handler sleeps for an hour, and stop() would otherwise wait 60 s for it.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
