@@ -13,7 +13,6 @@ source image for image_edit; default "image_url").
 
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from urllib.parse import quote
 import httpx
 from loguru import logger
 
-from providers.adapters.polling import media_from_url, poll_until, same_origin, tagged_with_job
+from providers.adapters.polling import data_uri, media_from_url, poll_until, same_origin, tagged_with_job
 from providers.base import Adapter, CallContext, error_text
 from providers.errors import (
     ErrorKind,
@@ -112,9 +111,9 @@ class FalAdapter(Adapter):
         inputs["prompt"] = request.prompt
         if request.category is Category.IMAGE_EDIT and request.image is not None:
             field = str(self.config.options.get("image_field", "image_url"))
-            inputs[field] = _data_uri(request.image, request.image_mime)  # fal accepts data URIs as URLs
+            inputs[field] = data_uri(request.image, request.image_mime)  # fal accepts data URIs as URLs
             if request.mask is not None:
-                inputs["mask_url"] = _data_uri(request.mask, "image/png")
+                inputs["mask_url"] = data_uri(request.mask, "image/png")
         for key, value in request.options.items():
             inputs[_RENAMED_OPTIONS.get(key, key)] = value
         return inputs
@@ -234,7 +233,3 @@ def _number(value: Any) -> float:
         return float(value) if value is not None and not isinstance(value, bool) else 0.0
     except (TypeError, ValueError):
         return 0.0
-
-
-def _data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"

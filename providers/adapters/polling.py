@@ -4,6 +4,7 @@
                                    past ctx.max_poll_s it raises ProviderError(unavailable)
     same_origin(url, base)         whether a URL the provider handed back may receive our key
     media_from_url(url, default)   a `Media` for an output URL (mime from the extension; data: URIs decoded)
+    data_uri(data, mime)           a file inlined where these APIs expect a URL (inputs such as images)
     tagged_with_job(job_id)        stamps the job id on errors raised after submission (for resume/cancel)
 """
 
@@ -79,6 +80,10 @@ def mime_from_url(url: str, default: str) -> str:
     path = urlsplit(url).path
     ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
     return _MIME_BY_EXT.get(ext, default)
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 def media_from_url(url: str, default_mime: str, mime: str | None = None) -> Media | None:

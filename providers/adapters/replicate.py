@@ -11,7 +11,6 @@ Provider options (providers file): `prefer_wait_s` (seconds the create call may 
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +18,7 @@ from urllib.parse import quote
 import httpx
 from loguru import logger
 
-from providers.adapters.polling import media_from_url, poll_until, same_origin, tagged_with_job
+from providers.adapters.polling import data_uri, media_from_url, poll_until, same_origin, tagged_with_job
 from providers.base import Adapter, CallContext, error_text
 from providers.errors import (
     ErrorKind,
@@ -140,10 +139,10 @@ class ReplicateAdapter(Adapter):
         else:
             inputs["prompt"] = request.prompt
         if category is Category.IMAGE_EDIT and request.image is not None:
-            inputs[str(self.config.options.get("image_field", "image"))] = _data_uri(request.image,
+            inputs[str(self.config.options.get("image_field", "image"))] = data_uri(request.image,
                                                                                      request.image_mime)
             if request.mask is not None:
-                inputs["mask"] = _data_uri(request.mask, "image/png")
+                inputs["mask"] = data_uri(request.mask, "image/png")
         for key, value in request.options.items():
             inputs[_RENAMED_OPTIONS.get(key, key)] = value
         return inputs
@@ -235,13 +234,9 @@ def _json_or_none(response: httpx.Response) -> Any:
 
 
 def _invalid_fields(value: Any) -> str:
-    if not isinstance(value, list):
-        return ""
-    parts = []
-    for item in value:
-        if isinstance(item, dict):
-            parts.append(f"{item.get('field', '?')}: {item.get('description') or item.get('type') or 'invalid'}")
-    return "; ".join(parts)
+    items = value if isinstance(value, list) else []
+    return "; ".join(f"{i.get('field', '?')}: {i.get('description') or i.get('type') or 'invalid'}"
+                     for i in items if isinstance(i, dict))
 
 
 def _flatten_chat(request: GenerationRequest) -> str:
@@ -261,7 +256,3 @@ def _joined_text(output: Any) -> str | None:
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
-
-
-def _data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
