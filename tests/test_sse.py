@@ -93,7 +93,7 @@ async def test_iter_sse_lines_accepts_plain_lines() -> None:
     assert [e async for e in iter_sse_lines(lines())] == [SseEvent("e", "d")]
 
 
-_text = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20)
+_text = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), max_size=20)
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,0 +1,228 @@
+"""OpenAI-compatible chat (plain and streamed) and the presets that share it (providers-wire.md 1-2).
+
+One class serves every OpenAI-style service; a preset only changes the default base URL, the categories
+offered, the error-body dialect and a few headers. `ADAPTER_CLASSES` maps each preset's kind to its class.
+
+Streams: a stream cut by the network (or timing out) raises `unavailable`, even after text was
+yielded, because what was said is incomplete. A stream that ends cleanly without a usage chunk
+yields a last chunk with `usage=None` (the manager may estimate then).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+from loguru import logger
+
+from providers.adapters.openai_errors import Dialect
+from providers.adapters.openai_media import OpenAIBase
+from providers.adapters.sse import is_event_stream, iter_sse, open_stream
+from providers.base import CallContext
+from providers.config import usd_to_micros
+from providers.errors import ErrorKind
+from providers.types import AdapterResult, Category, GenerationRequest, StreamChunk, Usage
+
+_TEXT, _IMAGE, _EDIT, _AUDIO = Category.TEXT, Category.IMAGE, Category.IMAGE_EDIT, Category.AUDIO
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    kind: str
+    base_url: str
+    categories: frozenset[Category]
+    dialect: Dialect = "openai"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {p.kind: p for p in (
+    Preset("openai", "https://api.openai.com/v1", frozenset({_TEXT, _IMAGE, _EDIT, _AUDIO})),
+    # OpenRouter shows these on its leaderboard; the old and the new header name are both honoured.
+    Preset("openrouter", "https://openrouter.ai/api/v1", frozenset({_TEXT, _IMAGE}), "openrouter",
+           {"X-OpenRouter-Title": "AI Telegram Bot", "X-Title": "AI Telegram Bot"}),
+    Preset("xai", "https://api.x.ai/v1", frozenset({_TEXT, _IMAGE}), "xai"),
+    Preset("aimlapi", "https://api.aimlapi.com/v1", frozenset({_TEXT, _IMAGE}), "aimlapi"),
+    Preset("poe", "https://api.poe.com/v1", frozenset({_TEXT})),
+    Preset("groq", "https://api.groq.com/openai/v1", frozenset({_TEXT})),
+    Preset("deepseek", "https://api.deepseek.com", frozenset({_TEXT})),
+)}
+
+
+@dataclass(slots=True)
+class _StreamState:
+    model: str
+    usage: Usage | None = None
+    cost_micros: int | None = None
+    said_something: bool = False
+
+
+class OpenAICompatAdapter(OpenAIBase):
+    preset: ClassVar[Preset] = PRESETS["openai"]
+    kind = "openai"
+    categories = PRESETS["openai"].categories
+    streams_text = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A preset subclass only names its preset; everything else follows from it."""
+        super().__init_subclass__(**kwargs)
+        cls.kind = cls.preset.kind
+        cls.categories = cls.preset.categories
+        cls.dialect = cls.preset.dialect
+        cls.default_base_url = cls.preset.base_url
+        cls.extra_headers = cls.preset.headers
+
+    async def generate(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
+        if request.category not in self.categories:
+            raise self.fail(ErrorKind.BAD_REQUEST, f"{self.kind} does not serve {request.category}")
+        logger.debug("{}: {} with {}", self.name, request.category, model)
+        if request.category is _IMAGE:
+            return await self.generate_image(request, model, ctx)
+        if request.category is _EDIT:
+            return await self.edit_image(request, model, ctx)
+        if request.category is _AUDIO:
+            return await self.speech(request, model, ctx)
+        response = await self.send("POST", self.url("chat/completions"), ctx,
+                                   json=self.chat_body(request, model, stream=False), headers=self.headers())
+        return self.chat_result(response, model)
+
+    async def stream_text(self, request: GenerationRequest, model: str,
+                          ctx: CallContext) -> AsyncIterator[StreamChunk]:
+        body = self.chat_body(request, model, stream=True)
+        state = _StreamState(model)
+        async with open_stream(self, self.url("chat/completions"), ctx, json=body,
+                               headers=self.headers()) as response:
+            if not is_event_stream(response):
+                # A proxy that ignored stream=true, an error object on 200, or garbage.
+                await response.aread()
+                result = self.chat_result(response, model)
+                yield StreamChunk(text=result.text or "")
+                yield StreamChunk(usage=result.usage, cost_micros=result.cost_micros, model=result.model)
+                return
+            async for event in iter_sse(response):
+                if event.data.strip() == "[DONE]":
+                    break
+                text = self._on_chunk(state, event.data)
+                if text:
+                    state.said_something = True
+                    yield StreamChunk(text=text)
+        yield StreamChunk(usage=state.usage, cost_micros=state.cost_micros, model=state.model)
+
+    # --- request and response ----------------------------------------------------------------
+
+    def chat_body(self, request: GenerationRequest, model: str, *, stream: bool) -> dict[str, Any]:
+        messages = [{"role": "system", "content": request.system}] if request.system else []
+        messages += [{"role": m.role, "content": m.content} for m in request.chat_messages()]
+        body: dict[str, Any] = {"model": model, "messages": messages}
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def chat_result(self, response: httpx.Response, model: str) -> AdapterResult:
+        payload = self.json_object(response)
+        choices = payload.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self.invalid("no choices in the chat answer")
+        message = choices[0].get("message")
+        if not isinstance(message, dict):
+            raise self.invalid("the first choice has no message")
+        content = message.get("content")
+        self._check_policy(message.get("refusal"), choices[0].get("finish_reason"), bool(content))
+        if not isinstance(content, str):
+            raise self.invalid("the message has no text content")
+        usage, cost = self._usage(payload.get("usage"))
+        return AdapterResult(model=_model_of(payload, model), text=content, usage=usage or Usage(),
+                             cost_micros=cost)
+
+    def _on_chunk(self, state: _StreamState, data: str) -> str:
+        """One `data:` event of a stream; returns its text delta."""
+        try:
+            payload = json.loads(data)
+        except ValueError as exc:
+            raise self.invalid("a stream event is not JSON") from exc
+        if not isinstance(payload, dict):
+            raise self.invalid("a stream event is not a JSON object")
+        if payload.get("error"):
+            raise self.payload_error(payload)
+        state.model = _model_of(payload, state.model)
+        if payload.get("usage") is not None:
+            state.usage, state.cost_micros = self._usage(payload["usage"])
+        choices = payload.get("choices") or []
+        if not isinstance(choices, list):
+            raise self.invalid("stream choices is not a list")
+        text = ""
+        for choice in choices:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue  # we ask for one choice; ignore anything else
+            delta = choice.get("delta") or {}
+            piece = delta.get("content") if isinstance(delta, dict) else None
+            text += piece if isinstance(piece, str) else ""
+            refusal = delta.get("refusal") if isinstance(delta, dict) else None
+            self._check_policy(refusal, choice.get("finish_reason"), state.said_something or bool(text))
+        return text
+
+    def _check_policy(self, refusal: Any, finish_reason: Any, has_text: bool) -> None:
+        if isinstance(refusal, str) and refusal:
+            raise self.fail(ErrorKind.CONTENT_POLICY, f"refused: {refusal[:200]}", status=200)
+        if finish_reason == "content_filter" and not has_text:
+            raise self.fail(ErrorKind.CONTENT_POLICY, "the answer was withheld by the content filter", status=200)
+
+    def _usage(self, raw: Any) -> tuple[Usage | None, int | None]:
+        """Token usage, and OpenRouter's own `usage.cost` (USD) when it reports one."""
+        if raw is None:
+            return None, None
+        if not isinstance(raw, dict):
+            raise self.invalid("usage is not an object")
+        counts = [raw.get("prompt_tokens", 0), raw.get("completion_tokens", 0)]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+            raise self.invalid("usage token counts are not integers")
+        cost = raw.get("cost")
+        cost_micros = None
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost >= 0:
+            cost_micros = usd_to_micros(cost)
+        return Usage(input_tokens=counts[0], output_tokens=counts[1]), cost_micros
+
+
+def _model_of(payload: Mapping[str, Any], fallback: str) -> str:
+    """The model the provider says served (OpenRouter resolves routers like `openrouter/auto`)."""
+    model = payload.get("model")
+    return model if isinstance(model, str) and model else fallback
+
+
+class OpenRouterAdapter(OpenAICompatAdapter):
+    preset = PRESETS["openrouter"]
+
+
+class XAIAdapter(OpenAICompatAdapter):
+    preset = PRESETS["xai"]
+
+
+class AimlapiAdapter(OpenAICompatAdapter):
+    preset = PRESETS["aimlapi"]
+
+
+class PoeAdapter(OpenAICompatAdapter):
+    preset = PRESETS["poe"]
+
+
+class GroqAdapter(OpenAICompatAdapter):
+    preset = PRESETS["groq"]
+
+
+class DeepSeekAdapter(OpenAICompatAdapter):
+    preset = PRESETS["deepseek"]
+
+
+ADAPTER_CLASSES: dict[str, type[OpenAICompatAdapter]] = {cls.kind: cls for cls in (
+    OpenAICompatAdapter, OpenRouterAdapter, XAIAdapter, AimlapiAdapter, PoeAdapter, GroqAdapter, DeepSeekAdapter,
+)}
+
+__all__ = [
+    "ADAPTER_CLASSES", "PRESETS", "AimlapiAdapter", "DeepSeekAdapter", "GroqAdapter", "OpenAICompatAdapter",
+    "OpenRouterAdapter", "PoeAdapter", "Preset", "XAIAdapter",
+]

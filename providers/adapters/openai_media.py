@@ -1,0 +1,148 @@
+"""The plumbing every OpenAI-style call shares (auth, base URL, errors), and the media endpoints:
+images generations and edits, speech, transcription (providers-wire.md 1).
+
+`OpenAICompatAdapter` in `openai_compat` adds chat and the presets on top of this class.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from providers.adapters.openai_errors import Dialect, ErrorInfo, classify, classify_payload
+from providers.base import Adapter, CallContext, error_text
+from providers.errors import ErrorKind, ProviderError
+from providers.types import AdapterResult, GenerationRequest, Media, Usage
+
+# Only DALL-E models take `response_format`; GPT-image models reject it and always answer b64_json.
+_RESPONSE_FORMAT_MODELS = ("dall-e-2", "dall-e-3")
+
+
+def sniff_image_mime(data: bytes) -> str:
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/png"  # PNG, and what every OpenAI-style API defaults to
+
+
+class OpenAIBase(Adapter):
+    dialect: ClassVar[Dialect] = "openai"
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    extra_headers: ClassVar[Mapping[str, str]] = {}
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        base = self.config.base_url or self.default_base_url
+        return base.rstrip("/") + "/" + path.lstrip("/")
+
+    def headers(self) -> dict[str, str]:
+        if not self.config.api_key:
+            raise self.fail(ErrorKind.AUTH, f"no API key (set {self.config.api_key_env})")
+        return {**self.extra_headers, **self.config.headers, "Authorization": f"Bearer {self.config.api_key}"}
+
+    def error(self, response: httpx.Response) -> ProviderError:
+        info = classify(response.status_code, response.headers, error_text(response, 4000), self.dialect)
+        return self._from_info(info)
+
+    def payload_error(self, payload: Mapping[str, Any]) -> ProviderError:
+        """An `error` object inside an HTTP 200 answer or a stream event (OpenRouter does both)."""
+        return self._from_info(classify_payload(payload, self.dialect))
+
+    def _from_info(self, info: ErrorInfo) -> ProviderError:
+        message = info.message
+        if self.config.api_key:
+            message = message.replace(self.config.api_key, "***")
+        return self.fail(info.kind, message, status=info.status, retry_after_s=info.retry_after_s)
+
+    def invalid(self, message: str, status: int | None = 200) -> ProviderError:
+        return self.fail(ErrorKind.INVALID_RESPONSE, message, status=status)
+
+    def json_object(self, response: httpx.Response) -> dict[str, Any]:
+        """A JSON object body; an `error` object in it (on HTTP 200) is that error."""
+        payload = self.json_body(response)
+        if not isinstance(payload, dict):
+            raise self.invalid("response body is not a JSON object")
+        if payload.get("error"):
+            raise self.payload_error(payload)
+        return payload
+
+    # --- images ------------------------------------------------------------------------------
+
+    async def generate_image(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
+        body: dict[str, Any] = {"model": model, "prompt": request.prompt, "n": 1}
+        if request.options.get("size"):
+            body["size"] = str(request.options["size"])
+        if model.startswith(_RESPONSE_FORMAT_MODELS):
+            # b64 saves a second download and never expires; a caller may still ask for a URL.
+            body["response_format"] = str(request.options.get("response_format") or "b64_json")
+        response = await self.send("POST", self.url("images/generations"), ctx, json=body, headers=self.headers())
+        return self.images_result(response, model)
+
+    async def edit_image(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
+        if not request.image:
+            raise self.fail(ErrorKind.BAD_REQUEST, "an image edit needs a source image")
+        ext = mimetypes.guess_extension(request.image_mime) or ".png"
+        files: dict[str, tuple[str, bytes, str]] = {"image": (f"image{ext}", request.image, request.image_mime)}
+        if request.mask:
+            files["mask"] = ("mask.png", request.mask, "image/png")
+        data = {"model": model, "prompt": request.prompt}
+        if request.options.get("size"):
+            data["size"] = str(request.options["size"])
+        response = await self.send("POST", self.url("images/edits"), ctx, data=data, files=files,
+                                   headers=self.headers())
+        return self.images_result(response, model)
+
+    def images_result(self, response: httpx.Response, model: str) -> AdapterResult:
+        payload = self.json_object(response)
+        items = payload.get("data")
+        if not isinstance(items, list) or not items:
+            raise self.invalid("no images in the response")
+        media = tuple(self._image_media(item) for item in items)
+        return AdapterResult(model=model, media=media, usage=Usage(images=len(media)))
+
+    def _image_media(self, item: Any) -> Media:
+        if isinstance(item, dict) and isinstance(item.get("b64_json"), str):
+            try:
+                data = base64.b64decode(item["b64_json"], validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise self.invalid("b64_json is not valid base64") from exc
+            if not data:
+                raise self.invalid("b64_json is empty")
+            return Media(mime=sniff_image_mime(data), data=data)
+        if isinstance(item, dict) and isinstance(item.get("url"), str) and item["url"]:
+            return Media(mime="image/png", url=item["url"])
+        raise self.invalid("an image item has neither url nor b64_json")
+
+    # --- audio -------------------------------------------------------------------------------
+
+    async def speech(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
+        text = request.prompt
+        body: dict[str, Any] = {"model": model, "input": text, "voice": str(request.options.get("voice") or "alloy"),
+                                "response_format": "mp3"}
+        for optional in ("speed", "instructions"):
+            if request.options.get(optional) is not None:
+                body[optional] = request.options[optional]
+        response = await self.send("POST", self.url("audio/speech"), ctx, json=body, headers=self.headers())
+        audio = response.content
+        ctype = response.headers.get("content-type", "").lower()
+        if not audio or "json" in ctype or "text/" in ctype or audio.lstrip()[:1] in (b"{", b"["):
+            raise self.invalid("speech answer is not audio")
+        return AdapterResult(model=model, media=(Media(mime="audio/mpeg", data=audio),),
+                             usage=Usage(characters=len(text)))
+
+    async def transcribe(self, audio: bytes, filename: str, model: str, ctx: CallContext) -> str:
+        """Speech to text (not a Category yet): multipart `file` + `model` -> {"text"}."""
+        mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        response = await self.send("POST", self.url("audio/transcriptions"), ctx, data={"model": model},
+                                   files={"file": (filename, audio, mime)}, headers=self.headers())
+        text = self.json_object(response).get("text")
+        if not isinstance(text, str):
+            raise self.invalid("transcription has no text")
+        return text
