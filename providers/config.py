@@ -65,6 +65,7 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict)  # extra headers (e.g. HTTP-Referer)
     options: Mapping[str, Any] = field(default_factory=dict)  # adapter-specific (voice_id, poll_interval_s)
     daily_budget_micros: int | None = None  # skipped for the rest of the UTC day once spent
+    model_prices: Mapping[str, Prices] = field(default_factory=dict)  # model -> prices, for label overrides
 
     @property
     def enabled(self) -> bool:
@@ -72,6 +73,10 @@ class ProviderConfig:
 
     def model_for(self, category: Category) -> str | None:
         return self.models.get(category)
+
+    def prices_for(self, model: str) -> Prices:
+        """A label may pick another model than the provider's default; it is priced on its own."""
+        return self.model_prices.get(model, self.prices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,7 @@ class ManagerSettings:
     fallback_on_content_policy: bool = False
     cache_ttl_s: Mapping[Category, float] = field(default_factory=lambda: {Category.AUDIO: 3600.0})
     latency_window: int = 50  # recent samples kept per provider for the `fastest` strategy
+    cache_max_entries: int = 256  # bound of the result cache (audio bytes add up)
 
 
 @dataclass(frozen=True, slots=True)
