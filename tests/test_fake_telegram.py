@@ -229,6 +229,7 @@ async def test_commands_carry_entities_and_redelivery(bot: Bot, fake: FakeTelegr
     fake.redeliver(update_id)
     [again] = await bot.get_updates(offset=update_id + 1)
     assert again.update_id == update_id and again.message and again.message.text == "/image a cat"
+    assert fake.delivered[update_id] == 2
 
 
 async def test_allowed_updates_filter_and_drop_pending(bot: Bot, fake: FakeTelegram) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -46,7 +46,7 @@ class _Pending:
 
 class FakeTelegram(FakeServer):
     """State the tests read: `sent` (chat id -> SentMessage list), `commands` (setMyCommands payloads),
-    `actions` (chat actions), `callback_answers`, `files`, `polls` (getUpdates calls so far)."""
+    `actions` (chat actions), `callback_answers`, `files`, `polls` (getUpdates calls so far), `delivered`."""
 
     def __init__(self, token: str = "123456789:AAFakeTokenForTests_abcdefghijklmno", *,
                  bot_username: str = "fake_ai_bot", bot_name: str = "Fake AI Bot") -> None:
@@ -60,6 +60,7 @@ class FakeTelegram(FakeServer):
         self.callback_answers: list[dict[str, Any]] = []
         self.files: dict[str, StoredFile] = {}
         self.polls = 0
+        self.delivered: Counter[int] = Counter()  # update_id -> times handed out by getUpdates
         self.webhook: dict[str, Any] = {}
         self.allowed_updates: list[str] = []
         self.blocked: set[int] = set()
@@ -281,6 +282,7 @@ class FakeTelegram(FakeServer):
         for item in batch:
             item.deliveries += 1
             item.forced = False
+            self.delivered[item.update["update_id"]] += 1
         return [item.update for item in batch]
 
     def drop_pending(self) -> None:
