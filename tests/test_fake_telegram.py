@@ -100,6 +100,7 @@ async def test_bad_html_cannot_be_parsed(bot: Bot, fake: FakeTelegram, text: str
         await bot.send_message(CHAT, text, parse_mode="HTML")
     assert error in info.value.message
     assert fake.messages(CHAT) == []
+    assert fake.errors == [("sendMessage", info.value.message)]
 
 
 async def test_every_allowed_tag_parses(bot: Bot) -> None:

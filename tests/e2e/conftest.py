@@ -74,6 +74,7 @@ async def start_bot(request: pytest.FixtureRequest, tmp_path: Path, fakes: Fakes
         if failed and runs:
             print(f"----- bot log ({log_path}) -----\n{runs[-1].log()[-20000:]}")
             print(f"----- Telegram: {fakes.telegram.summary()}")
+            print(f"----- Bot API errors answered: {fakes.telegram.errors}")
 
 
 class Database:

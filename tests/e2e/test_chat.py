@@ -57,3 +57,15 @@ async def test_redelivered_update_is_served_and_charged_once(fakes: Fakes, start
     assert [m.plain for m in tg.messages(USER)].count(PRIMARY_REPLY) == 1
     assert db.credits(USER) == FREE_CREDITS - 1
     assert len(db.requests(USER)) == 1
+
+
+async def test_model_markup_is_escaped_so_telegram_accepts_it(fakes: Fakes, start_bot: StartBot) -> None:
+    tg = fakes.telegram
+    fakes.primary.reply_text = "Use `a < b && c` or **bold** and <script>alert(1)</script> & more"
+    await start_bot()
+    tg.push_message(USER, "Show me markup")
+    shown = await tg.wait_for(lambda: [m for m in tg.messages(USER) if "&& c" in m.plain and "more" in m.plain],
+                              timeout=20)
+    assert "a < b && c" in shown[-1].plain and "<script>alert(1)</script>" in shown[-1].plain
+    assert {e["type"] for e in shown[-1].payload.get("entities", [])} >= {"code", "bold"}
+    assert not [e for e in tg.errors if "can't parse entities" in e[1]]  # never rejected, not even once

@@ -46,7 +46,8 @@ class _Pending:
 
 class FakeTelegram(FakeServer):
     """State the tests read: `sent` (chat id -> SentMessage list), `commands` (setMyCommands payloads),
-    `actions` (chat actions), `callback_answers`, `files`, `polls` (getUpdates calls so far), `delivered`."""
+    `actions` (chat actions), `callback_answers`, `files`, `polls` (getUpdates calls so far), `delivered`,
+    `errors` (method, description) of every error answered."""
 
     def __init__(self, token: str = "123456789:AAFakeTokenForTests_abcdefghijklmno", *,
                  bot_username: str = "fake_ai_bot", bot_name: str = "Fake AI Bot") -> None:
@@ -60,6 +61,7 @@ class FakeTelegram(FakeServer):
         self.callback_answers: list[dict[str, Any]] = []
         self.files: dict[str, StoredFile] = {}
         self.polls = 0
+        self.errors: list[tuple[str, str]] = []  # (method, description) of every error answered
         self.delivered: Counter[int] = Counter()  # update_id -> times handed out by getUpdates
         self.webhook: dict[str, Any] = {}
         self.allowed_updates: list[str] = []
@@ -103,6 +105,7 @@ class FakeTelegram(FakeServer):
             self._take_rate_limit(method)
             result = await handler(self, params)
         except ApiError as exc:
+            self.errors.append((method, exc.description))
             return _error(exc)
         finally:
             self._notify()
