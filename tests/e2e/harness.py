@@ -60,6 +60,11 @@ audio = ["secondary"]
 category = "text"
 credits = 1
 
+[labels."Smart chat"]
+category = "text"
+credits = 3
+route = ["secondary"]
+
 [labels."Picture"]
 category = "image"
 credits = 5

@@ -6,7 +6,7 @@ import pytest
 
 from tests.e2e.conftest import Database, StartBot
 from tests.e2e.flows import eventually, settle
-from tests.e2e.harness import FREE_CREDITS, PRIMARY_REPLY, Fakes
+from tests.e2e.harness import FREE_CREDITS, PRIMARY_REPLY, SECONDARY_REPLY, Fakes
 
 pytestmark = pytest.mark.e2e
 USER = 2002
@@ -69,3 +69,20 @@ async def test_model_markup_is_escaped_so_telegram_accepts_it(fakes: Fakes, star
     assert "a < b && c" in shown[-1].plain and "<script>alert(1)</script>" in shown[-1].plain
     assert {e["type"] for e in shown[-1].payload.get("entities", [])} >= {"code", "bold"}
     assert not [e for e in tg.errors if "can't parse entities" in e[1]]  # never rejected, not even once
+
+
+async def test_model_choice_by_inline_button_is_remembered(fakes: Fakes, start_bot: StartBot,
+                                                           db: Database) -> None:
+    tg = fakes.telegram
+    await start_bot()
+    tg.push_message(USER, "/model")
+    [menu] = await tg.wait_for(lambda: [m for m in tg.messages(USER) if m.reply_markup], timeout=20)
+    buttons = [b for row in menu.reply_markup["inline_keyboard"] for b in row]  # type: ignore[index]
+    smart = next(b for b in buttons if "Smart chat" in b["text"])
+    tg.push_callback(USER, menu.message_id, smart["callback_data"])
+    await tg.wait_for(lambda: tg.callback_answers, timeout=20)  # the button stops spinning
+
+    tg.push_message(USER, "Who answers now?")
+    await tg.wait_for(lambda: SECONDARY_REPLY in tg.texts(USER), timeout=20)
+    assert fakes.primary.calls_to("/chat/completions") == []
+    await eventually(lambda: db.credits(USER) == FREE_CREDITS - 3, what="the chosen label's price charged")
