@@ -1,0 +1,225 @@
+"""Provider health: cooldowns, circuit breakers and alert incidents, per provider and category.
+
+Rules (design.md's table):
+- rate_limited: the (provider, category) cools down for Retry-After, else `default_rate_limit_cooldown_s`.
+- quota_exhausted / auth: the whole provider (every category) cools down for `long_cooldown_s` and an
+  `Alert` is raised once per incident.
+- unavailable / invalid_response: count consecutive failures; at `circuit_failures` the circuit opens
+  for `circuit_open_s`; then it is half-open and lets exactly one trial call through: success closes
+  it, failure re-opens it. A Retry-After on such a failure (HF "model loading") is honoured as a cooldown.
+- bad_request / content_policy: say nothing about the provider's health.
+A deadline is only ever extended, never shortened. Decisions use the monotonic clock; the wall-clock
+UTC datetimes kept beside them are for display and `retry_at`.
+
+An incident: it begins with a quota/auth failure of a provider that has no open incident, and it ends
+when the provider serves a call that began after the incident began, or when its long cooldown runs
+out. So admins hear once per cooldown window, not once per failed call, and again if the provider is
+still broken when the window ends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from providers.config import ManagerSettings
+from providers.errors import ErrorKind, ProviderError
+from providers.types import Category
+
+_NEVER = float("-inf")
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A provider needs a human: its quota ran out or its key was refused."""
+
+    provider: str
+    kind: ErrorKind
+    message: str
+    until: datetime  # the provider is parked until then (UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Why a provider cannot be called now, and when it can (UTC)."""
+
+    reason: str  # for people: "cooling down until ... (rate_limited)"
+    until: datetime
+    cause: str  # for code: an ErrorKind value, "circuit_open" or "trial_in_flight"
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryHealth:
+    cooldown_until: datetime | None  # UTC; None when it can be called now
+    reason: str | None  # Block.cause: the error kind behind the cooldown, or circuit_open
+    circuit: CircuitState
+    consecutive_failures: int
+
+
+@dataclass(slots=True)
+class _Deadline:
+    until: float = _NEVER  # monotonic
+    wall: datetime | None = None
+    kind: ErrorKind | None = None
+
+    def extend(self, until: float, wall: datetime, kind: ErrorKind) -> None:
+        if until > self.until:  # never shortened: a later, shorter Retry-After changes nothing
+            self.until, self.wall, self.kind = until, wall, kind
+
+
+@dataclass(slots=True)
+class _Slot:
+    cooldown: _Deadline = field(default_factory=_Deadline)
+    circuit: _Deadline = field(default_factory=_Deadline)  # open until; then half-open
+    circuit_tripped: bool = False
+    failures: int = 0
+    trial_in_flight: bool = False
+
+
+@dataclass(slots=True)
+class _ProviderState:
+    parked: _Deadline = field(default_factory=_Deadline)  # quota / auth: all categories
+    incident_began: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One admitted call; hand it back with the outcome."""
+
+    provider: str
+    category: Category
+    started: float
+    trial: bool  # the single half-open trial call
+
+
+class HealthBook:
+    def __init__(self, settings: ManagerSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._slots: dict[tuple[str, Category], _Slot] = {}
+        self._providers: dict[str, _ProviderState] = {}
+
+    # --- decisions ---------------------------------------------------------------------------
+    def blocked(self, provider: str, category: Category) -> Block | None:
+        """Why (provider, category) may not be called now; None when it may."""
+        now = self.clock.monotonic()
+        state = self._providers.get(provider)
+        slot = self._slots.get((provider, category))
+        if state is None and slot is None:
+            return None
+        deadlines = [d for d in (state.parked if state else None, slot.cooldown if slot else None)
+                     if d is not None and d.until > now]
+        circuit_open = slot is not None and slot.circuit_tripped and slot.circuit.until > now
+        if deadlines or circuit_open:
+            # Callable again only once every deadline has passed: report the latest one.
+            latest = max(deadlines + ([slot.circuit] if circuit_open and slot else []), key=lambda d: d.until)
+            assert latest.wall is not None
+            if slot is not None and latest is slot.circuit:
+                return Block(f"circuit open until {_iso(latest.wall)}", latest.wall, "circuit_open")
+            return Block(f"cooling down until {_iso(latest.wall)} ({latest.kind})", latest.wall, str(latest.kind))
+        if slot is not None and slot.circuit_tripped and slot.trial_in_flight:
+            return Block("circuit half-open: a trial call is in flight", self.clock.now(), "trial_in_flight")
+        return None
+
+    def admit(self, provider: str, category: Category) -> Ticket | Block:
+        """Claim a call; a half-open circuit hands out exactly one trial ticket at a time."""
+        block = self.blocked(provider, category)
+        if block is not None:
+            return block
+        slot = self._slots.get((provider, category))
+        trial = slot is not None and slot.circuit_tripped
+        if trial:
+            assert slot is not None
+            slot.trial_in_flight = True
+        return Ticket(provider, category, self.clock.monotonic(), trial)
+
+    # --- outcomes ----------------------------------------------------------------------------
+    def success(self, ticket: Ticket) -> None:
+        slot = self._slots.get((ticket.provider, ticket.category))
+        if slot is not None:
+            slot.failures = 0
+            slot.circuit_tripped = False
+            slot.trial_in_flight = False
+        state = self._providers.get(ticket.provider)
+        if state is not None and state.incident_began is not None and ticket.started > state.incident_began:
+            state.incident_began = None  # it served: the incident is over
+
+    def release(self, ticket: Ticket) -> None:
+        """The call ended without telling anything about health (cancelled, bad request)."""
+        if ticket.trial:
+            self._slot(ticket.provider, ticket.category).trial_in_flight = False
+
+    def failure(self, ticket: Ticket, error: ProviderError) -> Alert | None:
+        """Apply the failure's rules; returns an Alert when it opens a new incident."""
+        kind = error.kind
+        slot = self._slot(ticket.provider, ticket.category)
+        if ticket.trial:
+            slot.trial_in_flight = False
+        if kind is ErrorKind.RATE_LIMITED:
+            wait = error.retry_after_s
+            self._extend(slot.cooldown, self.settings.default_rate_limit_cooldown_s if wait is None else wait, kind)
+        elif kind.long_cooldown:
+            return self._park(ticket.provider, error)
+        elif kind in (ErrorKind.UNAVAILABLE, ErrorKind.INVALID_RESPONSE):
+            slot.failures += 1
+            if ticket.trial or slot.failures >= self.settings.circuit_failures:
+                slot.circuit_tripped = True
+                self._extend(slot.circuit, self.settings.circuit_open_s, kind)
+            if error.retry_after_s:
+                self._extend(slot.cooldown, error.retry_after_s, kind)
+        return None
+
+    def _park(self, provider: str, error: ProviderError) -> Alert | None:
+        state = self._providers.setdefault(provider, _ProviderState())
+        now = self.clock.monotonic()
+        incident_open = state.incident_began is not None and state.parked.until > now
+        wait = max(self.settings.long_cooldown_s, error.retry_after_s or 0.0)
+        self._extend(state.parked, wait, error.kind)
+        if incident_open:
+            return None
+        state.incident_began = now
+        assert state.parked.wall is not None
+        return Alert(provider, error.kind, error.message, state.parked.wall)
+
+    # --- views -------------------------------------------------------------------------------
+    def category_health(self, provider: str, category: Category) -> CategoryHealth:
+        block = self.blocked(provider, category)
+        slot = self._slots.get((provider, category))
+        now = self.clock.monotonic()
+        circuit = CircuitState.CLOSED
+        if slot is not None and slot.circuit_tripped:
+            circuit = CircuitState.OPEN if slot.circuit.until > now else CircuitState.HALF_OPEN
+        return CategoryHealth(block.until if block else None, block.cause if block else None, circuit,
+                              slot.failures if slot else 0)
+
+    def _slot(self, provider: str, category: Category) -> _Slot:
+        return self._slots.setdefault((provider, category), _Slot())
+
+    def _extend(self, deadline: _Deadline, seconds: float, kind: ErrorKind) -> None:
+        deadline.extend(self.clock.monotonic() + seconds, self.clock.now() + timedelta(seconds=seconds), kind)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

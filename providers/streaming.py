@@ -1,0 +1,143 @@
+"""Streaming text through the manager: fallback only before the first delta reaches the caller.
+
+    stream = manager.stream_text(request)
+    async for delta in stream: ...
+    stream.result            # the Result, once the stream has ended
+
+Before the first delta a failure moves on to the next provider, exactly like `generate`. After it, the
+caller has already shown text from this provider, so switching would splice two answers: the failure is
+recorded and raised as the provider's `ProviderError` (the hooks' `on_result` gets an
+`AllProvidersFailed` with every attempt, so accounting can close the request). A provider whose adapter
+cannot stream serves the whole answer as a single delta.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+from providers.calls import (
+    FallbackWalk,
+    Runtime,
+    as_provider_error,
+    build_result,
+    context_for,
+    falls_back,
+    record_failure,
+    record_success,
+    retry_at,
+    skipped_of,
+)
+from providers.errors import AllProvidersFailed, Attempt, ProviderError
+from providers.health import Block
+from providers.result import Reporter, Result
+from providers.routing import Candidate, Chain, order
+from providers.types import AdapterResult, GenerationRequest, Usage
+
+
+class TextStream:
+    """An async iterator of str deltas; `result` is set when it has ended successfully."""
+
+    def __init__(self, rt: Runtime, chain: Chain, request: GenerationRequest, reporter: Reporter) -> None:
+        self.result: Result | None = None
+        self._deltas = _stream_chain(rt, chain, request, reporter, self)
+
+    def __aiter__(self) -> TextStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._deltas.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop early (the provider's connection is released)."""
+        await self._deltas.aclose()
+
+
+@dataclass(slots=True)
+class _Progress:
+    model: str
+    parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    cost_micros: int | None = None
+    job_id: str | None = None
+
+    def output(self) -> AdapterResult:
+        return AdapterResult(self.model, "".join(self.parts), (), self.usage or Usage(), self.cost_micros, self.job_id)
+
+
+async def _deltas(candidate: Candidate, request: GenerationRequest, reporter: Reporter,
+                  progress: _Progress) -> AsyncGenerator[str, None]:
+    ctx = context_for(candidate, reporter)
+    adapter = candidate.adapter
+    if not adapter.streams_text:
+        out = await adapter.generate(request, candidate.model, ctx)
+        progress.usage, progress.cost_micros, progress.job_id = out.usage, out.cost_micros, out.job_id
+        progress.model = out.model or progress.model
+        if out.text:
+            progress.parts.append(out.text)
+            yield out.text
+        return
+    chunks = adapter.stream_text(request, candidate.model, ctx)
+    try:
+        async for chunk in chunks:
+            if chunk.usage is not None:
+                progress.usage = chunk.usage
+            if chunk.cost_micros is not None:
+                progress.cost_micros = chunk.cost_micros
+            progress.model = chunk.model or progress.model
+            if chunk.text:
+                progress.parts.append(chunk.text)
+                yield chunk.text
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _stream_chain(rt: Runtime, chain: Chain, request: GenerationRequest, reporter: Reporter,
+                        stream: TextStream) -> AsyncGenerator[str, None]:
+    started = time.perf_counter()
+    ready, blocked = order(chain, rt.health, rt.spend, rt.latency)
+    skipped = skipped_of(chain, blocked)
+    attempts: list[Attempt] = []
+    walk = FallbackWalk(rt, chain, ready)
+    while (candidate := await walk.next()) is not None:
+        ticket = rt.health.admit(candidate.provider, chain.category)
+        if isinstance(ticket, Block):
+            skipped[candidate.provider] = ticket.reason
+            continue
+        progress = _Progress(candidate.model)
+        began = (rt.clock.now(), time.perf_counter())
+        error: ProviderError | None = None
+        try:
+            async with aclosing(_deltas(candidate, request, reporter, progress)) as deltas:
+                async for delta in deltas:
+                    yield delta
+        except ProviderError as err:
+            error = err
+            err.provider = err.provider or candidate.provider
+        except Exception as exc:
+            error = as_provider_error(candidate, exc)
+        except BaseException:  # the caller stopped early, or was cancelled
+            rt.health.release(ticket)
+            raise
+        if error is None:
+            out = progress.output()
+            attempts.append(await record_success(rt, candidate, ticket, out, chain.category, len(attempts),
+                                                 began, reporter))
+            stream.result = build_result(chain, candidate, out, attempts, started)
+            await reporter.result(stream.result)
+            return
+        attempts.append(await record_failure(rt, candidate, ticket, error, chain.category, len(attempts),
+                                             began, reporter))
+        if progress.parts:  # the caller has text from this provider: no switching now
+            await reporter.result(AllProvidersFailed(chain.category, attempts, None, skipped))
+            raise error
+        if not falls_back(rt.settings, error.kind):
+            break
+        walk.failed(candidate, error.kind)
+    failure = AllProvidersFailed(chain.category, attempts, retry_at(rt, chain, attempts), skipped)
+    await reporter.result(failure)
+    raise failure
