@@ -1,0 +1,238 @@
+"""Getting answers to the user: a streamed text reply edited in place, and media uploads.
+
+Telegram limits edits per chat, so a stream is edited at most once per interval; a `retry_after` from
+Telegram pauses intermediate edits for that long, and the final text is always delivered (waiting as
+long as Telegram asks). Text that grows past one message continues in a new message. A part Telegram
+still cannot parse is resent as plain text. Media from a provider (bytes, or a URL downloaded here with a
+size cap) is uploaded as a photo, video, voice or audio message; see `send_media` for the choices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import mimetypes
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from aiogram import Bot
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramRetryAfter
+from aiogram.types import BufferedInputFile, Message, ReplyParameters
+from loguru import logger
+
+from bot.services.textfmt import html_to_plain, split_html
+from providers.types import Media
+
+T = TypeVar("T")
+FINAL_ATTEMPTS = 6
+
+
+async def with_retry(call: Callable[[], Awaitable[T]], attempts: int = FINAL_ATTEMPTS) -> T:
+    """Run a Bot API call that must not be lost: wait out `retry_after` and brief network failures."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except TelegramRetryAfter as exc:
+            if attempt == attempts:
+                raise
+            logger.info("telegram asks to wait {}s before retrying", exc.retry_after)
+            await asyncio.sleep(exc.retry_after)
+        except TelegramNetworkError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(min(2.0**attempt * 0.1, 5.0))
+    raise AssertionError("unreachable")
+
+
+def _unparsable(exc: TelegramBadRequest) -> bool:
+    return "can't parse" in exc.message.lower() or "parse entities" in exc.message.lower()
+
+
+def _not_modified(exc: TelegramBadRequest) -> bool:
+    return "not modified" in exc.message.lower()
+
+
+@dataclass
+class _Sent:
+    message_id: int
+    html: str
+
+
+class TextStreamer:
+    """One reply that grows: `update(text)` as deltas arrive (throttled), then `finish(text)`."""
+
+    def __init__(self, bot: Bot, chat_id: int, *, reply_to: int | None = None, interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.bot = bot
+        self.chat_id = chat_id
+        self.reply_to = reply_to
+        self.interval = interval
+        self.clock = clock
+        self.sent: list[_Sent] = []
+        self._last_push = -1e9
+        self._blocked_until = 0.0
+
+    @property
+    def message_ids(self) -> list[int]:
+        return [s.message_id for s in self.sent]
+
+    async def update(self, text: str) -> None:
+        """Show `text` so far, unless an edit was made too recently or Telegram asked us to wait."""
+        now = self.clock()
+        if now < self._blocked_until or now - self._last_push < self.interval or not text.strip():
+            return
+        self._last_push = now
+        try:
+            await self._show(text)
+        except TelegramRetryAfter as exc:
+            self._blocked_until = self.clock() + exc.retry_after  # skip edits; finish() waits it out
+        except (TelegramNetworkError, TelegramBadRequest) as exc:
+            logger.debug("intermediate edit skipped: {}", exc)
+
+    async def finish(self, text: str) -> list[int]:
+        """Deliver the final `text` whatever Telegram throws at us; returns the message ids."""
+        wait = self._blocked_until - self.clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await with_retry(lambda: self._show(text))
+        return self.message_ids
+
+    async def _show(self, text: str) -> None:
+        parts = [p for p in split_html(text) if html_to_plain(p).strip()]
+        for index, part in enumerate(parts):
+            if index < len(self.sent):
+                if self.sent[index].html != part:
+                    await self._edit(index, part)
+            else:
+                message = await self._send(part)
+                self.sent.append(_Sent(message.message_id, part))
+
+    async def _send(self, part: str) -> Message:
+        reply = ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True) \
+            if self.reply_to and not self.sent else None
+        try:
+            return await self.bot.send_message(self.chat_id, part, parse_mode=ParseMode.HTML,
+                                               reply_parameters=reply)
+        except TelegramBadRequest as exc:
+            if not _unparsable(exc):
+                raise
+            logger.warning("telegram could not parse a reply part; sending it as plain text: {}", exc.message)
+            return await self.bot.send_message(self.chat_id, html_to_plain(part), parse_mode=None,
+                                               reply_parameters=reply)
+
+    async def _edit(self, index: int, part: str) -> None:
+        sent = self.sent[index]
+        try:
+            await self.bot.edit_message_text(text=part, chat_id=self.chat_id, message_id=sent.message_id,
+                                             parse_mode=ParseMode.HTML)
+        except TelegramBadRequest as exc:
+            if _not_modified(exc):
+                pass
+            elif _unparsable(exc):
+                logger.warning("telegram could not parse an edited part; using plain text: {}", exc.message)
+                with contextlib.suppress(TelegramBadRequest):
+                    await self.bot.edit_message_text(text=html_to_plain(part), chat_id=self.chat_id,
+                                                     message_id=sent.message_id, parse_mode=None)
+            elif "not found" in exc.message.lower():  # the user deleted it: carry on in a new message
+                sent.message_id = (await self._send(part)).message_id
+            else:
+                raise
+        sent.html = part
+
+
+# --- media ---------------------------------------------------------------------------------
+
+PHOTO_MAX_BYTES = 10 * 1024 * 1024  # Telegram's limit for sendPhoto; larger images go as documents
+# sendVoice plays OGG/Opus, MP3 and M4A inline as a voice message: text-to-speech reads best that way.
+# Other audio (wav, flac) and users who forbid voice messages get sendAudio instead.
+VOICE_MIMES = frozenset({"audio/ogg", "audio/opus", "audio/mpeg", "audio/mp3", "audio/mp4", "audio/m4a",
+                         "audio/x-m4a"})
+
+
+class MediaFetchError(Exception):
+    """Provider media could not be fetched (HTTP failure, too large, no content)."""
+
+
+async def media_bytes(media: Media, client: httpx.AsyncClient, max_bytes: int, timeout_s: float = 120.0) -> bytes:
+    """The media's bytes: given inline, a `data:` URL, or downloaded (provider URLs expire), size-capped."""
+    if media.data is not None:
+        data = media.data
+    elif media.url and media.url.startswith("data:"):
+        try:
+            data = base64.b64decode(media.url.split(",", 1)[1], validate=False)
+        except (IndexError, ValueError) as exc:
+            raise MediaFetchError("malformed data URL") from exc
+    elif media.url:
+        data = await _download(media.url, client, max_bytes, timeout_s)
+    else:
+        raise MediaFetchError("the provider returned media without data or URL")
+    if len(data) > max_bytes:
+        raise MediaFetchError(f"media is {len(data)} bytes, over the {max_bytes} byte cap")
+    if not data:
+        raise MediaFetchError("the provider returned empty media")
+    return data
+
+
+async def _download(url: str, client: httpx.AsyncClient, max_bytes: int, timeout_s: float) -> bytes:
+    host = urlsplit(url).hostname or "?"  # never log the whole URL: signed URLs carry tokens
+    try:
+        async with client.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
+            if response.status_code >= 400:
+                raise MediaFetchError(f"HTTP {response.status_code} from {host}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise MediaFetchError(f"{host} announces {declared} bytes, over the cap")
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in response.aiter_bytes():
+                total += len(chunk)
+                if total > max_bytes:
+                    raise MediaFetchError(f"{host} sent more than {max_bytes} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except httpx.HTTPError as exc:
+        raise MediaFetchError(f"download from {host} failed: {type(exc).__name__}") from exc
+
+
+def _filename(mime: str) -> str:
+    ext = {"audio/mpeg": ".mp3", "image/jpeg": ".jpg", "audio/ogg": ".ogg"}.get(mime) \
+        or mimetypes.guess_extension(mime) or ".bin"
+    return "result" + ext
+
+
+async def send_media(bot: Bot, chat_id: int, data: bytes, mime: str, *, caption: str | None = None,
+                     reply_to: int | None = None, as_document: bool = False) -> Message:
+    """Upload `data` as the message type that fits its mime; falls back to a document when refused."""
+    file = BufferedInputFile(data, _filename(mime))
+    common: dict[str, Any] = {"caption": caption, "parse_mode": ParseMode.HTML}
+    if reply_to:
+        common["reply_parameters"] = ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+    kind = mime.split("/", 1)[0]
+
+    async def document() -> Message:
+        return await with_retry(lambda: bot.send_document(chat_id, file, **common))
+
+    try:
+        if as_document or (kind == "image" and len(data) > PHOTO_MAX_BYTES):
+            return await document()
+        if kind == "image":
+            return await with_retry(lambda: bot.send_photo(chat_id, file, **common))
+        if kind == "video":
+            return await with_retry(lambda: bot.send_video(chat_id, file, supports_streaming=True, **common))
+        if mime in VOICE_MIMES:
+            try:
+                return await with_retry(lambda: bot.send_voice(chat_id, file, **common))
+            except TelegramBadRequest as exc:  # VOICE_MESSAGES_FORBIDDEN by the user's privacy settings
+                logger.info("voice refused ({}); sending as audio", exc.message)
+        if kind == "audio":
+            return await with_retry(lambda: bot.send_audio(chat_id, file, **common))
+        return await document()
+    except TelegramBadRequest as exc:  # e.g. PHOTO_INVALID_DIMENSIONS: a document always goes through
+        logger.info("{} upload refused ({}); sending as a document", kind, exc.message)
+        return await document()
