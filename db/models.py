@@ -1,0 +1,177 @@
+"""Typed models: users, requests, attempts, the credit ledger and chat history.
+
+Money is integer micro-USD (`*_micros`); credits are integers. Timestamps are stored as naive UTC and come
+back timezone-aware (UTC), so SQLite (no timezone type) and PostgreSQL behave the same. The rollup tables
+that keep stats fast are in `db/rollup_tables.py` and share this metadata.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+OPEN_STATUSES = ("pending", "running")
+CLOSED_STATUSES = ("served", "failed", "canceled")
+LEDGER_REASONS = ("grant", "free", "charge", "refund", "admin_grant")
+PROMPT_MAX = 1000
+MESSAGE_MAX = 300
+
+# Named constraints: Alembic's batch mode on SQLite recreates tables and needs names to find them again.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in Python, naive UTC in the column; a naive value is refused rather than guessed."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware (UTC) one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("credits >= 0", name="credits_not_negative"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram user id
+    username: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(String(128))
+    last_name: Mapped[str | None] = mapped_column(String(128))
+    tg_language: Mapped[str | None] = mapped_column(String(16))  # from Telegram, refreshed on every update
+    language: Mapped[str | None] = mapped_column(String(16))  # chosen in the bot; wins over tg_language
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
+    credits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # category -> chosen label
+    # Budget counters: credits spent in the local day/month named by the key; reset by the charging UPDATE
+    # itself when the key moves on, so the budget check and the charge are one atomic statement.
+    spent_day_key: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    spent_day: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    spent_month_key: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    spent_month: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Request(Base):
+    __tablename__ = "requests"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'running', 'served', 'failed', 'canceled')", name="status"),
+        CheckConstraint("credits_refunded >= 0 AND credits_refunded <= credits_charged", name="refund_range"),
+        Index("ix_requests_user_created", "user_id", "created_at"),
+        # Covering index: per-user sums over an hour range are read from the index alone (top_users edges).
+        Index("ix_requests_created_cover", "created_at", "status", "user_id", "credits_charged",
+              "credits_refunded", "cost_micros"),
+        Index("ix_requests_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)  # where to deliver after a restart
+    update_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)  # a re-delivery is not charged twice
+    label: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(32))
+    prompt: Mapped[str] = mapped_column(String(PROMPT_MAX), default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    route_first_provider: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(64))  # who served it
+    model: Mapped[str | None] = mapped_column(String(128))
+    fallback: Mapped[bool] = mapped_column(default=False, server_default=false())
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # frozen, never re-priced
+    price_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the prices the cost was computed from
+    credits_charged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    credits_refunded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(String(MESSAGE_MAX))
+    provider_job_id: Mapped[str | None] = mapped_column(String(255))
+    job_provider: Mapped[str | None] = mapped_column(String(64))
+    job_model: Mapped[str | None] = mapped_column(String(128))
+    budget_day_key: Mapped[int | None] = mapped_column(Integer)  # which budget counters a refund gives back to
+    budget_month_key: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    request_id: Mapped[int] = mapped_column(RowId, ForeignKey("requests.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128), default="")
+    category: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer, default=0)  # 0 = first tried for the request
+    kind: Mapped[str | None] = mapped_column(String(32))  # None = success, else the ErrorKind value
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    job_id: Mapped[str | None] = mapped_column(String(255))
+    message: Mapped[str | None] = mapped_column(String(MESSAGE_MAX))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LedgerEntry(Base):
+    """Every change of a balance; a user's credits always equal the sum of their rows' `delta`."""
+
+    __tablename__ = "credit_ledger"
+    __table_args__ = (
+        CheckConstraint("reason IN ('grant', 'free', 'charge', 'refund', 'admin_grant')", name="reason"),
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
+    delta: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[int | None] = mapped_column(RowId, ForeignKey("requests.id"), index=True)
+    by_admin: Mapped[int | None] = mapped_column(BigInteger)  # Telegram id of the admin who granted
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HistoryMessage(Base):
+    __tablename__ = "chat_history"
+    __table_args__ = (Index("ix_chat_history_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
