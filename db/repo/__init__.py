@@ -1,0 +1,1 @@
+"""Repositories: small async functions taking a session; the caller owns the transaction."""
