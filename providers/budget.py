@@ -39,5 +39,5 @@ class DailySpend:
             return None
         assert self._day is not None
         midnight = datetime.combine(self._day + timedelta(days=1), time(0), tzinfo=UTC)
-        return Block(f"over its daily budget (spent ${spent / 1e6:.4f} of ${budget_micros / 1e6:.4f})",
-                     midnight, "daily_budget")
+        return Block(midnight, "daily_budget",
+                     f"over its daily budget (spent ${spent / 1e6:.4f} of ${budget_micros / 1e6:.4f})")

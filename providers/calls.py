@@ -64,10 +64,13 @@ def as_provider_error(candidate: Candidate, exc: Exception) -> ProviderError:
 
 async def record_failure(rt: Runtime, candidate: Candidate, ticket: Ticket, error: ProviderError,
                          category: Category, order_no: int, started: tuple[datetime, float],
-                         reporter: Reporter) -> Attempt:
+                         reporter: Reporter, *, may_have_hung: bool = True) -> Attempt:
     latency_ms = (time.perf_counter() - started[1]) * 1000.0
     await reporter.drain()
-    alert = rt.health.failure(ticket, error)
+    # No HTTP status and the whole timeout spent: a hang (or a job that never finished), not a quick 5xx.
+    hung = (may_have_hung and error.kind is ErrorKind.UNAVAILABLE and error.status is None
+            and latency_ms >= candidate.adapter.config.timeout_s * 1000.0)
+    alert = rt.health.failure(ticket, error, hung=hung)
     attempt = Attempt(candidate.provider, candidate.model, category, order_no, error.kind, error.status,
                       latency_ms, job_id=error.job_id, message=error.message[:500], started_at=started[0])
     logger.bind(provider=candidate.provider, model=candidate.model, category=str(category)).info(
@@ -161,8 +164,18 @@ class FallbackWalk:
         return again
 
 
-def skipped_of(chain: Chain, blocked: dict[str, Block]) -> dict[str, str]:
-    return dict(chain.unusable) | {name: block.reason for name, block in blocked.items()}
+Skipped = dict[str, "Block | str"]  # provider -> why not tried; Blocks are put into words only on failure
+
+
+def skipped_of(chain: Chain, blocked: dict[str, Block]) -> Skipped:
+    return {**chain.unusable, **blocked}
+
+
+def all_failed(rt: Runtime, chain: Chain, attempts: list[Attempt], skipped: Skipped, *,
+               stopped: bool = False) -> AllProvidersFailed:
+    """The one error for the caller; `stopped`: the walk was cut short, so waiting cannot help."""
+    reasons = {name: why if isinstance(why, str) else why.reason for name, why in skipped.items()}
+    return AllProvidersFailed(chain.category, attempts, None if stopped else retry_at(rt, chain, attempts), reasons)
 
 
 async def run_chain(rt: Runtime, chain: Chain, request: GenerationRequest, reporter: Reporter) -> Result:
@@ -174,7 +187,7 @@ async def run_chain(rt: Runtime, chain: Chain, request: GenerationRequest, repor
     while (candidate := await walk.next()) is not None:
         outcome = await call_provider(rt, candidate, request, len(attempts), reporter)
         if isinstance(outcome, Block):  # blocked since order() ran (a concurrent call failed)
-            skipped[candidate.provider] = outcome.reason
+            skipped[candidate.provider] = outcome
             continue
         record, out = outcome
         attempts.append(record)
@@ -186,6 +199,6 @@ async def run_chain(rt: Runtime, chain: Chain, request: GenerationRequest, repor
         if not falls_back(rt.settings, record.kind):
             break
         walk.failed(candidate, record.kind)
-    failure = AllProvidersFailed(chain.category, attempts, retry_at(rt, chain, attempts), skipped)
+    failure = all_failed(rt, chain, attempts, skipped)
     await reporter.result(failure)
     raise failure

@@ -7,6 +7,8 @@ Rules (design.md's table):
 - unavailable / invalid_response: count consecutive failures; at `circuit_failures` the circuit opens
   for `circuit_open_s`; then it is half-open and lets exactly one trial call through: success closes
   it, failure re-opens it. A Retry-After on such a failure (HF "model loading") is honoured as a cooldown.
+  A hang (an `unavailable` that cost the caller the provider's whole timeout) opens the circuit at once:
+  it is the most expensive failure there is, so no other user should wait it out again this window.
 - bad_request / content_policy: say nothing about the provider's health.
 A deadline is only ever extended, never shortened. Decisions use the monotonic clock; the wall-clock
 UTC datetimes kept beside them are for display and `retry_at`.
@@ -65,9 +67,20 @@ class Alert:
 class Block:
     """Why a provider cannot be called now, and when it can (UTC)."""
 
-    reason: str  # for people: "cooling down until ... (rate_limited)"
     until: datetime
-    cause: str  # for code: an ErrorKind value, "circuit_open" or "trial_in_flight"
+    cause: str  # for code: an ErrorKind value, "circuit_open", "trial_in_flight" or "daily_budget"
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        """For people; formatted only when asked (the hot path skips blocked providers unformatted)."""
+        if self.detail:
+            return self.detail
+        if self.cause == "circuit_open":
+            return f"circuit open until {_iso(self.until)}"
+        if self.cause == "trial_in_flight":
+            return "circuit half-open: a trial call is in flight"
+        return f"cooling down until {_iso(self.until)} ({self.cause})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,24 +136,24 @@ class HealthBook:
 
     # --- decisions ---------------------------------------------------------------------------
     def blocked(self, provider: str, category: Category) -> Block | None:
-        """Why (provider, category) may not be called now; None when it may."""
-        now = self.clock.monotonic()
+        """Why (provider, category) may not be called now; None when it may. Callable again only once
+        every deadline has passed, so the latest one is reported."""
         state = self._providers.get(provider)
         slot = self._slots.get((provider, category))
         if state is None and slot is None:
             return None
-        deadlines = [d for d in (state.parked if state else None, slot.cooldown if slot else None)
-                     if d is not None and d.until > now]
-        circuit_open = slot is not None and slot.circuit_tripped and slot.circuit.until > now
-        if deadlines or circuit_open:
-            # Callable again only once every deadline has passed: report the latest one.
-            latest = max(deadlines + ([slot.circuit] if circuit_open and slot else []), key=lambda d: d.until)
+        now = self.clock.monotonic()
+        latest: _Deadline | None = None
+        for deadline in (state.parked if state else None, slot.cooldown if slot else None,
+                         slot.circuit if slot is not None and slot.circuit_tripped else None):
+            if deadline is not None and deadline.until > now and (latest is None or deadline.until > latest.until):
+                latest = deadline
+        if latest is not None:
             assert latest.wall is not None
-            if slot is not None and latest is slot.circuit:
-                return Block(f"circuit open until {_iso(latest.wall)}", latest.wall, "circuit_open")
-            return Block(f"cooling down until {_iso(latest.wall)} ({latest.kind})", latest.wall, str(latest.kind))
+            circuit = slot is not None and latest is slot.circuit
+            return Block(latest.wall, "circuit_open" if circuit else str(latest.kind))
         if slot is not None and slot.circuit_tripped and slot.trial_in_flight:
-            return Block("circuit half-open: a trial call is in flight", self.clock.now(), "trial_in_flight")
+            return Block(self.clock.now(), "trial_in_flight")
         return None
 
     def admit(self, provider: str, category: Category) -> Ticket | Block:
@@ -171,8 +184,9 @@ class HealthBook:
         if ticket.trial:
             self._slot(ticket.provider, ticket.category).trial_in_flight = False
 
-    def failure(self, ticket: Ticket, error: ProviderError) -> Alert | None:
-        """Apply the failure's rules; returns an Alert when it opens a new incident."""
+    def failure(self, ticket: Ticket, error: ProviderError, *, hung: bool = False) -> Alert | None:
+        """Apply the failure's rules; returns an Alert when it opens a new incident. `hung`: the call
+        failed only after the provider's whole timeout."""
         kind = error.kind
         slot = self._slot(ticket.provider, ticket.category)
         if ticket.trial:
@@ -184,7 +198,7 @@ class HealthBook:
             return self._park(ticket.provider, error)
         elif kind in (ErrorKind.UNAVAILABLE, ErrorKind.INVALID_RESPONSE):
             slot.failures += 1
-            if ticket.trial or slot.failures >= self.settings.circuit_failures:
+            if ticket.trial or hung or slot.failures >= self.settings.circuit_failures:
                 slot.circuit_tripped = True
                 self._extend(slot.circuit, self.settings.circuit_open_s, kind)
             if error.retry_after_s:

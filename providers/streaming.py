@@ -21,16 +21,16 @@ from dataclasses import dataclass, field
 from providers.calls import (
     FallbackWalk,
     Runtime,
+    all_failed,
     as_provider_error,
     build_result,
     context_for,
     falls_back,
     record_failure,
     record_success,
-    retry_at,
     skipped_of,
 )
-from providers.errors import AllProvidersFailed, Attempt, ProviderError
+from providers.errors import Attempt, ProviderError
 from providers.health import Block
 from providers.result import Reporter, Result
 from providers.routing import Candidate, Chain, order
@@ -106,7 +106,7 @@ async def _stream_chain(rt: Runtime, chain: Chain, request: GenerationRequest, r
     while (candidate := await walk.next()) is not None:
         ticket = rt.health.admit(candidate.provider, chain.category)
         if isinstance(ticket, Block):
-            skipped[candidate.provider] = ticket.reason
+            skipped[candidate.provider] = ticket
             continue
         progress = _Progress(candidate.model)
         began = (rt.clock.now(), time.perf_counter())
@@ -130,14 +130,15 @@ async def _stream_chain(rt: Runtime, chain: Chain, request: GenerationRequest, r
             stream.result = build_result(chain, candidate, out, attempts, started)
             await reporter.result(stream.result)
             return
+        # A stream that broke after delivering text for a while did not hang, however long it ran.
         attempts.append(await record_failure(rt, candidate, ticket, error, chain.category, len(attempts),
-                                             began, reporter))
+                                             began, reporter, may_have_hung=not progress.parts))
         if progress.parts:  # the caller has text from this provider: no switching now
-            await reporter.result(AllProvidersFailed(chain.category, attempts, None, skipped))
+            await reporter.result(all_failed(rt, chain, attempts, skipped, stopped=True))
             raise error
         if not falls_back(rt.settings, error.kind):
             break
         walk.failed(candidate, error.kind)
-    failure = AllProvidersFailed(chain.category, attempts, retry_at(rt, chain, attempts), skipped)
+    failure = all_failed(rt, chain, attempts, skipped)
     await reporter.result(failure)
     raise failure

@@ -156,3 +156,10 @@ def test_daily_budget_blocks_until_utc_midnight() -> None:
     assert spend.blocked("b", 1000) is None
     clock.advance(12 * 3600)  # 12:00 -> 00:00 the next day
     assert spend.blocked("a", 1000) is None and spend.spent("a") == 0
+
+
+def test_a_hang_opens_the_circuit_at_once() -> None:
+    health, _ = book()
+    health.failure(ticket(health), failure(ErrorKind.UNAVAILABLE), hung=True)
+    block = health.blocked("a", T)
+    assert block is not None and block.cause == "circuit_open"

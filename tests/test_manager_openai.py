@@ -33,7 +33,7 @@ text = ["openai", "groq"]
 
 [manager]
 quick_retry_delay_s = 0
-circuit_failures = 2
+circuit_failures = 3
 """
 
 
@@ -117,7 +117,7 @@ async def test_hang_past_timeout_and_garbage_fall_back_then_open_the_circuit(
     assert "timed out" in result.attempts[0].message  # the 0.3 s timeout fired, not an hour's hang
     for prompt in "cdef":
         assert (await manager.generate(chat(prompt))).attempts[0].provider == "groq"
-    assert len(primary.calls) == 2  # two failures opened the circuit
+    assert len(primary.calls) == 2  # one garbage answer does not open the circuit; one hang does
 
 
 async def test_stream_falls_back_before_the_first_delta(
