@@ -163,3 +163,49 @@ def test_a_hang_opens_the_circuit_at_once() -> None:
     health.failure(ticket(health), failure(ErrorKind.UNAVAILABLE), hung=True)
     block = health.blocked("a", T)
     assert block is not None and block.cause == "circuit_open"
+
+
+@given(st.lists(st.tuples(st.sampled_from(["quota", "auth", "ok", "wait"]), st.floats(0, 2000)), max_size=25))
+@settings(max_examples=200, deadline=None)
+def test_alerts_match_the_incident_model(events: list[tuple[str, float]]) -> None:
+    """An incident begins with a quota/auth failure when none is open; it ends when a call begun after
+    it began succeeds, or when the long cooldown has run out. One alert per incident."""
+    health, clock = book()
+    alerts, expected = 0, 0
+    began: float | None = None
+    parked_until = float("-inf")
+    for event, value in events:
+        now = clock.monotonic()
+        if event == "wait":
+            clock.advance(value)
+        elif event == "ok":
+            clock.advance(0.001)  # the call began now, and a clock tick later it served
+            health.success(Ticket("a", T, clock.monotonic(), False))
+            if began is not None and clock.monotonic() > began:
+                began = None
+        else:
+            kind = ErrorKind.QUOTA_EXHAUSTED if event == "quota" else ErrorKind.AUTH
+            alerts += health.failure(Ticket("a", T, now, False), failure(kind)) is not None
+            if began is None or parked_until <= now:
+                expected += 1
+                began = now
+            parked_until = max(parked_until, now + 3600)
+    assert alerts == expected
+
+
+@given(st.integers(1, 6), st.integers(0, 8))
+@settings(max_examples=100, deadline=None)
+def test_circuit_opens_exactly_at_n_consecutive_failures(n: int, failures: int) -> None:
+    clock = FakeClock()
+    health = HealthBook(ManagerSettings(circuit_failures=n, circuit_open_s=60), clock)
+    for _ in range(failures):
+        admitted = health.admit("a", T)
+        if isinstance(admitted, Block):
+            break
+        health.failure(admitted, failure(ErrorKind.UNAVAILABLE))
+    assert (health.blocked("a", T) is not None) == (failures >= n)
+    clock.advance(60)
+    trials = [health.admit("a", T) for _ in range(3)]
+    admitted_now = [t for t in trials if isinstance(t, Ticket)]
+    assert len(admitted_now) == (1 if failures >= n else 3)
+    assert all(t.trial for t in admitted_now) == (failures >= n)

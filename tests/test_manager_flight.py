@@ -206,3 +206,24 @@ async def test_job_ids_reach_the_hooks_before_the_attempt_and_resume_never_creat
         assert caught.value.attempts[0].job_id == "job-43" and len(video.calls) == 1
         with pytest.raises(AllProvidersFailed, match="cannot resume"):
             await manager.resume("gone", "job-1", GenerationRequest(Category.VIDEO, prompt="x"), "m")
+
+
+@given(st.lists(st.integers(0, 5), min_size=2, max_size=5), st.data())
+@settings(max_examples=60, deadline=None)
+def test_cheapest_is_the_lowest_price_among_the_healthy(prices: list[int], data: st.DataObject) -> None:
+    names = [f"p{i}" for i in range(len(prices))]
+    dead = data.draw(st.sets(st.sampled_from(names), max_size=len(names) - 1))
+    asyncio.run(_cheapest(names, prices, dead))
+
+
+async def _cheapest(names: list[str], prices: list[int], dead: set[str]) -> None:
+    table = {n: Prices(image=p * 100) for n, p in zip(names, prices, strict=True)}
+    async with make_manager(names, prices=table, strategy="cheapest") as manager:
+        for name in dead:  # parked by an earlier failure
+            adapter(manager, name).script.append(failure(ErrorKind.AUTH, status=401))
+            with pytest.raises(AllProvidersFailed):
+                await manager.generate(GenerationRequest(Category.IMAGE, prompt="probe"), route=[name])
+        result = await manager.generate(GenerationRequest(Category.IMAGE, prompt="x"))
+        healthy = [n for n in names if n not in dead]
+        assert result.provider == min(healthy, key=lambda n: (table[n].image, names.index(n)))
+        assert len(result.attempts) == 1
