@@ -1,0 +1,108 @@
+"""Provider alerts to admins: a provider out of quota or with a failing key, told once per incident.
+
+The manager calls `on_alert(Alert)` once per incident (providers/health.py: an incident ends when the
+provider serves again or its long cooldown runs out), and a new incident always parks the provider
+until a later deadline. The notifier still dedupes per (provider, kind), so an alert delivered twice
+(a retried hook, a second manager over the same providers) is told once: a repeat whose deadline is not
+later than the one already announced is the same incident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from aiogram import Bot
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from loguru import logger
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.i18n import DEFAULT_LANG, Translate, language_for
+from bot.services.reports import alert_text
+from bot.settings import Settings
+from db.repo.users import get_user
+from providers.health import Alert
+
+# Long opaque strings that look like credentials (sk-..., hf_..., r8_..., bearer tokens). Provider error
+# bodies sometimes echo a (partly masked) key; an alert must never carry one into a chat.
+_SECRET_LIKE = re.compile(r"\b(?:sk|pk|rk|hf|r8|key|xai|gsk)[-_][A-Za-z0-9_\-*.]{8,}|\b[A-Za-z0-9_\-]{32,}\b")
+
+T = TypeVar("T")
+
+
+def redact_secrets(text: str) -> str:
+    return _SECRET_LIKE.sub("[redacted]", text)
+
+
+async def with_retry(call: Callable[[], Awaitable[T]], attempts: int = 3, max_wait_s: float = 30.0) -> T:
+    """One Bot API call, repeated after Telegram's `retry_after` (flood control) a few times."""
+    for _ in range(attempts - 1):
+        try:
+            return await call()
+        except TelegramRetryAfter as exc:
+            await asyncio.sleep(min(float(exc.retry_after), max_wait_s))
+    return await call()
+
+
+async def send_each(chat_ids: Iterable[int], send: Callable[[int], Awaitable[Any]], what: str) -> list[int]:
+    """Run `send(chat_id)` for every chat; one chat failing (blocked the bot, gone, flooded) never stops
+    the rest. Returns the chats that were reached."""
+    reached: list[int] = []
+    for chat_id in dict.fromkeys(chat_ids):  # unique, order kept
+        try:
+            await send(chat_id)
+        except TelegramAPIError as exc:
+            logger.warning("{} to {} not sent: {}", what, chat_id, type(exc).__name__)
+            continue
+        reached.append(chat_id)
+    return reached
+
+
+class AlertNotifier:
+    """`on_alert` for the provider manager: tells every admin once per incident, each in their language."""
+
+    def __init__(self, bot: Bot, settings: Settings, *,
+                 sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
+        self.bot = bot
+        self.settings = settings
+        self.sessions = sessions  # only to find each admin's language; English without it
+        self._announced: dict[tuple[str, str], datetime] = {}
+
+    async def __call__(self, alert: Alert) -> None:
+        key = (alert.provider, str(alert.kind))
+        told = self._announced.get(key)
+        if told is not None and alert.until <= told:
+            logger.debug("alert for {} ({}) already told in this incident", *key)
+            return
+        self._announced[key] = alert.until  # before any await: a racing duplicate sees it
+        message = redact_secrets(alert.message)
+        langs = await admin_languages(self.sessions, self.settings.admin_ids)
+
+        async def tell(chat_id: int) -> None:
+            text = alert_text(alert, Translate(langs.get(chat_id, DEFAULT_LANG)), self.settings.tz, message)
+            await with_retry(lambda: self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML))
+
+        reached = await send_each(sorted(self.settings.admin_ids), tell, "provider alert")
+        logger.info("provider alert {} ({}) told to {} admin(s)", alert.provider, alert.kind, len(reached))
+
+
+async def admin_languages(sessions: async_sessionmaker[AsyncSession] | None,
+                          admin_ids: Iterable[int]) -> dict[int, str]:
+    """Each admin's bot language from the users table; admins never seen by the bot are left out."""
+    if sessions is None:
+        return {}
+    found: dict[int, str] = {}
+    try:
+        async with sessions() as session:
+            for tg_id in admin_ids:
+                view = await get_user(session, tg_id)
+                if view is not None:
+                    found[tg_id] = language_for(view.language)
+    except SQLAlchemyError as exc:  # the database being down must not silence an alert
+        logger.warning("admin languages unavailable: {}", type(exc).__name__)
+    return found
