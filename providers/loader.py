@@ -4,6 +4,10 @@ Which file: the `path` argument, else `PROVIDERS_FILE`, else `./providers.toml` 
 packaged `default_providers.toml`. Every mistake stops start-up with a `ProvidersFileError` whose message
 names the file, the entry and what is wrong. Keys come from the environment only (never the file), so a
 provider without one is kept but disabled.
+
+A model for a category its kind cannot serve is an error, not a warning: it could never be used, and a
+silently ignored line is how a route ends up with nobody in it. Route entries must have a model for
+their category for the same reason.
 """
 
 from __future__ import annotations
