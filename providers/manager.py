@@ -85,8 +85,10 @@ class ProviderManager:
         return adapters
 
     async def aclose(self) -> None:
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._background:  # alerts still being sent: a little patience, but a hung channel cannot block exit
+            _, late = await asyncio.wait(self._background, timeout=5.0)
+            for task in late:
+                task.cancel()
         if self._own_client:
             await self.client.aclose()
 
