@@ -1,0 +1,23 @@
+"""Outer middlewares on every update, one job each, registered in this order:
+
+    dedup -> throttling -> db session -> user (upsert; gives handlers `user`, `lang`, `t`)
+"""
+
+from __future__ import annotations
+
+from aiogram import Dispatcher
+
+from bot.middlewares.dedup import UpdateDedup
+from bot.middlewares.session import DbSession
+from bot.middlewares.throttling import Throttling
+from bot.middlewares.user import UserContext
+from bot.settings import Settings
+
+__all__ = ["DbSession", "Throttling", "UpdateDedup", "UserContext", "setup_middlewares"]
+
+
+def setup_middlewares(dp: Dispatcher, settings: Settings) -> None:
+    dp.update.outer_middleware(UpdateDedup())
+    dp.update.outer_middleware(Throttling(settings.throttle_rate, settings.throttle_window))
+    dp.update.outer_middleware(DbSession())
+    dp.update.outer_middleware(UserContext())

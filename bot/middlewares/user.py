@@ -1,0 +1,38 @@
+"""Upsert the Telegram user on every update and give handlers `user`, `lang` and `t`.
+
+The upsert is committed at once: a generation can run for minutes, and holding SQLite's write lock that
+long would stall every other user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, User
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.i18n import Translate, language_for
+from bot.settings import Settings
+from db.repo.users import upsert_user
+
+
+class UserContext(BaseMiddleware):
+    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+                       event: TelegramObject, data: dict[str, Any]) -> Any:
+        tg_user: User | None = data.get("event_from_user")
+        if tg_user is None or tg_user.is_bot:
+            return await handler(event, data)
+        settings: Settings = data["settings"]
+        session: AsyncSession = data["session"]
+        view = await upsert_user(
+            session, tg_user.id, username=tg_user.username, first_name=tg_user.first_name,
+            last_name=tg_user.last_name, language=tg_user.language_code,
+            is_admin=settings.is_admin(tg_user.id), free_credits=settings.free_credits)
+        await session.commit()
+        lang = language_for(view.language)
+        data["user"] = view
+        data["lang"] = lang
+        data["t"] = Translate(lang)
+        return await handler(event, data)
