@@ -34,7 +34,6 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_host: str = "0.0.0.0"  # a webhook server behind a proxy listens on every interface
     webhook_port: int = Field(8080, ge=1, le=65535)
-    webhook_path: str = "/webhook"
     digest_time: time = time(9, 0)
     timezone: str = "UTC"
     free_credits: int = Field(20, ge=0)

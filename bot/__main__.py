@@ -1,0 +1,115 @@
+"""`python -m bot`: check the configuration, migrate the database, then long polling (or a webhook).
+
+Configuration mistakes (no BOT_TOKEN, a bad setting, a broken providers file) print one clear line and
+exit with 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+
+from loguru import logger
+from pydantic import ValidationError
+
+from bot.settings import Settings, provider_env
+from db.engine import safe_url, upgrade_database
+from providers.config import ProvidersConfig
+from providers.loader import load_providers
+from providers.loader_checks import ProvidersFileError
+
+_TOKEN = re.compile(r"\d+:[\w-]+")
+
+
+class _InterceptHandler(logging.Handler):
+    """aiogram, aiohttp and APScheduler log through `logging`: send it all to loguru."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level: str | int = logger.level(record.levelname).name if record.levelname in (
+            "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else record.levelno
+        logger.opt(depth=6, exception=record.exc_info).log(level, "{}", record.getMessage())
+
+
+def configure_logging(level: str, secrets: list[str]) -> None:
+    """loguru to stderr at LOG_LEVEL; any secret that would reach a line is masked (the bot token sits
+    in every Bot API URL)."""
+    hidden = [s for s in secrets if s]
+
+    def mask(record: dict) -> None:  # type: ignore[type-arg]
+        for secret in hidden:
+            if secret in record["message"]:
+                record["message"] = record["message"].replace(secret, "***")
+
+    logger.remove()
+    logger.configure(patcher=mask)  # type: ignore[arg-type]
+    logger.add(sys.stderr, level=level, backtrace=False, diagnose=False,
+               format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{line} | {message}")
+    logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def main() -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        return fail(f"bad settings: {problems}")
+    token = settings.bot_token.get_secret_value()
+    if not token:
+        return fail("BOT_TOKEN is not set. Get one from @BotFather and put BOT_TOKEN=... in .env")
+    if not _TOKEN.fullmatch(token):  # checked here, not by aiogram: importing it takes seconds
+        return fail("BOT_TOKEN does not look like a bot token (digits:letters, from @BotFather)")
+    env = provider_env()
+    configure_logging(settings.log_level, [token, *_provider_keys(env)])
+    try:
+        config = load_providers(settings.providers_file, env=env)
+    except ProvidersFileError as exc:
+        return fail(str(exc))
+    try:
+        asyncio.run(run(settings, config))
+    except KeyboardInterrupt:
+        pass
+    except StartupError as exc:
+        return fail(str(exc))
+    return 0
+
+
+class StartupError(Exception):
+    pass
+
+
+def _provider_keys(env: dict[str, str]) -> list[str]:
+    return [v for k, v in env.items() if len(v) >= 8 and k.endswith(("_API_KEY", "_API_TOKEN", "_KEY", "_TOKEN"))]
+
+
+async def run(settings: Settings, config: ProvidersConfig) -> None:
+    from bot.app import build_app
+
+    try:
+        await asyncio.to_thread(upgrade_database, settings.database_url)
+    except Exception as exc:
+        logger.opt(exception=exc).debug("migration failed")
+        raise StartupError(f"cannot migrate the database at {safe_url(settings.database_url)}: {exc}") from exc
+    app = build_app(settings, config)
+    try:
+        if settings.webhook_url:
+            from bot.webhook import run_webhook
+
+            await run_webhook(app)
+        else:
+            await app.bot.delete_webhook(drop_pending_updates=False)
+            await app.dp.start_polling(app.bot, handle_as_tasks=True, close_bot_session=False,
+                                       allowed_updates=app.dp.resolve_used_update_types())
+    finally:
+        await app.aclose()
+        logger.info("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The factory: builds everything once (settings in, a ready `BotApp` out) and hands it to the Dispatcher.
+
+Handlers receive these as workflow data: `settings`, `sessions`, `manager`, `scheduler`, `jobs`,
+`generation`, `providers_config`. Start-up duties (settle stale reservations, bot commands, resume
+jobs, start the scheduler) run in the dispatcher's start-up hook, so polling and webhook modes share them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import httpx
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.handlers import routers
+from bot.i18n import LANGUAGES, Translate
+from bot.middlewares import setup_middlewares
+from bot.services.alerts import AlertNotifier
+from bot.services.digest import schedule_digest
+from bot.services.generation import GenerationService
+from bot.services.jobs import JobRegistry, resume_jobs, settle_stale
+from bot.settings import Settings
+from db.engine import make_engine, make_session_maker
+from providers.config import ProvidersConfig
+from providers.manager import ProviderManager
+
+USER_COMMANDS = ("start", "help", "new", "model", "image", "edit", "video", "tts", "balance", "cancel",
+                 "language")
+
+
+def make_bot(settings: Settings) -> Bot:
+    """A Bot for Telegram, or for the local Bot API server at TELEGRAM_API_URL; HTML by default."""
+    session = None
+    if settings.telegram_api_url:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(settings.bot_token.get_secret_value(), session=session,
+               default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+@dataclass
+class BotApp:
+    settings: Settings
+    config: ProvidersConfig
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    bot: Bot
+    manager: ProviderManager
+    dp: Dispatcher
+    scheduler: AsyncIOScheduler
+    jobs: JobRegistry
+    generation: GenerationService
+    _stopping: bool = False
+
+    async def on_startup(self) -> None:
+        await settle_stale(self.sessions, self.settings.stale_request_minutes)
+        await self.set_commands()
+        resumed = await resume_jobs(self.generation, self.sessions)
+        if resumed:
+            logger.info("resuming {} provider job(s) in the background", resumed)
+        if not self.scheduler.running:
+            self.scheduler.start()
+
+    async def on_shutdown(self) -> None:
+        if self._stopping:  # the dispatcher's hook and aclose() both get here
+            return
+        self._stopping = True
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self.jobs.shutdown()
+
+    async def set_commands(self) -> None:
+        """The command menu, in English by default and in each other language for its users."""
+        for lang in LANGUAGES:
+            t = Translate(lang)
+            commands = [BotCommand(command=c, description=t(f"commands.{c}")) for c in USER_COMMANDS]
+            try:
+                await self.bot.set_my_commands(commands, scope=BotCommandScopeDefault(),
+                                               language_code=None if lang == "en" else lang)
+            except TelegramAPIError as exc:  # a menu is a nicety; never a reason not to start
+                logger.warning("setMyCommands ({}) failed: {}", lang, exc)
+
+    async def aclose(self) -> None:
+        """Release everything; safe to call after the hooks ran, and twice."""
+        with contextlib.suppress(Exception):
+            await self.on_shutdown()
+        await self.manager.aclose()
+        await self.bot.session.close()
+        await self.engine.dispose()
+
+
+def build_app(settings: Settings, config: ProvidersConfig, *, bot: Bot | None = None,
+              client: httpx.AsyncClient | None = None, engine: AsyncEngine | None = None) -> BotApp:
+    engine = engine or make_engine(settings.database_url)
+    sessions = make_session_maker(engine)
+    bot = bot or make_bot(settings)
+    manager = ProviderManager(config, client=client, on_alert=AlertNotifier(bot, settings, sessions=sessions))
+    enabled = sorted(manager.adapters)
+    logger.info("providers enabled: {}", ", ".join(enabled) or "none (set their API keys)")
+    scheduler = AsyncIOScheduler(timezone=settings.tz)
+    schedule_digest(scheduler, bot, sessions, settings, manager)
+    jobs = JobRegistry()
+    generation = GenerationService(settings, sessions, manager, jobs, bot)
+    dp = Dispatcher(settings=settings, sessions=sessions, manager=manager, scheduler=scheduler, jobs=jobs,
+                    generation=generation, providers_config=config)
+    setup_middlewares(dp, settings)
+    dp.include_routers(*routers())
+    app = BotApp(settings, config, engine, sessions, bot, manager, dp, scheduler, jobs, generation)
+    dp.startup.register(app.on_startup)
+    dp.shutdown.register(app.on_shutdown)
+    return app
