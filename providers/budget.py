@@ -18,7 +18,7 @@ class DailySpend:
         self._spent: dict[str, int] = {}
 
     def _today(self) -> dict[str, int]:
-        today = self.clock.now().astimezone(UTC).date()
+        today = self.clock.now().date()  # clocks give UTC
         if today != self._day:
             self._day, self._spent = today, {}
         return self._spent

@@ -35,6 +35,8 @@ _NEVER = float("-inf")
 
 
 class Clock(Protocol):
+    """Injectable time: `monotonic()` seconds for decisions, `now()` an aware UTC datetime for people."""
+
     def monotonic(self) -> float: ...
     def now(self) -> datetime: ...
 
