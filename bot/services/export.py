@@ -16,6 +16,11 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.periods import Period
+from db.repo.stats import export_rows
+
 # Telegram bots may upload documents up to 50 MB; past this the CSV is sent gzip-compressed.
 MAX_PLAIN_BYTES = 45 * 1024 * 1024
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -50,6 +55,24 @@ async def csv_bytes(rows: AsyncIterable[Mapping[str, Any]] | Iterable[Mapping[st
             writer = _writer(buf, list(row.keys()))
         writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8")
+
+
+async def export_csv(session: AsyncSession, period: Period) -> tuple[bytes, int]:
+    """The request log of `period` as CSV, and how many requests it holds."""
+    counted = _Counted(export_rows(session, period))
+    data = await csv_bytes(counted, columns=None)
+    return data, counted.count
+
+
+class _Counted:
+    def __init__(self, rows: AsyncIterable[Mapping[str, Any]]) -> None:
+        self.rows = rows
+        self.count = 0
+
+    async def __aiter__(self) -> AsyncIterator[Mapping[str, Any]]:
+        async for row in self.rows:
+            self.count += 1
+            yield row
 
 
 def fit_for_telegram(data: bytes, filename: str) -> tuple[bytes, str]:

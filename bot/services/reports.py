@@ -220,7 +220,7 @@ def recommended_blocks(pick: ProviderStats | None, ranked: Sequence[ProviderStat
         return [heading, t("admin.recommended.none", min_attempts=min_attempts, period=period)]
     blocks = [heading, t("admin.recommended.pick", provider=esc(pick.provider), avg=usd(pick.avg_cost_micros),
                          rate=pct(pick.success_rate), attempts=pick.attempts)]
-    others = [s for s in ranked if s is not pick and s.success_rate > 0.8 and s.attempts >= min_attempts]
+    others = [s for s in ranked if s.provider != pick.provider and s.success_rate > 0.8 and s.attempts >= min_attempts]
     if others:
         blocks.append(t("admin.recommended.others") + "\n" + pre_table(
             [t("admin.col.provider"), t("admin.col.avg_cost"), t("admin.col.rate"), t("admin.col.requests")],

@@ -4,21 +4,26 @@ and a request log with known figures written through the db repositories."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiogram import Bot
+from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import Update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.handlers import routers
+from bot.middlewares import setup_middlewares
 from bot.settings import Settings
 from db.engine import make_engine, make_session_maker, upgrade_database
 from db.repo.accounting import AttemptRecord, ServedRecord, close_failed, close_served, record_attempt, reserve_request
 from db.repo.users import upsert_user
+from providers.manager import ProviderManager
 from tests.fakes.telegram import FakeTelegram
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -60,7 +65,8 @@ async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
 
 def make_settings(**overrides: object) -> Settings:
     values: dict[str, object] = {"bot_token": "123456789:AAFakeTokenForTests_abcdefghijklmno",
-                                 "admin_ids": f"{ADMIN},{ADMIN_RU}", "timezone": TZ, "free_credits": 10}
+                                 "admin_ids": f"{ADMIN},{ADMIN_RU}", "timezone": TZ, "free_credits": 10,
+                                 "throttle_rate": 1000}
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -103,3 +109,31 @@ async def log_requests(sessions: Sessions, start: datetime, requests: Sequence[L
                                                                    finished_at=at))
             else:
                 await close_failed(s, res.request_id, error_kind="unavailable", now=at)
+
+
+class Feeder:
+    """Feeds updates as Telegram would send them to a Dispatcher with the real middlewares and routers."""
+
+    def __init__(self, dp: Dispatcher, bot: Bot) -> None:
+        self.dp, self.bot = dp, bot
+        self.next_id = 1
+
+    async def command(self, user_id: int, text: str, *, chat_id: int | None = None, chat_type: str = "private",
+                      language: str = "en") -> None:
+        self.next_id += 1
+        sender = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}", "language_code": language}
+        chat = ({"id": user_id, "type": "private", "first_name": sender["first_name"]} if chat_type == "private"
+                else {"id": chat_id or -100500, "type": chat_type, "title": "A group"})
+        word = text.split()[0]
+        message = {"message_id": self.next_id, "date": int(time.time()), "chat": chat, "from": sender, "text": text,
+                   "entities": [{"type": "bot_command", "offset": 0, "length": len(word)}]}
+        update = Update.model_validate({"update_id": self.next_id, "message": message}, context={"bot": self.bot})
+        await self.dp.feed_update(self.bot, update)
+
+
+def make_dispatcher(settings: Settings, sessions: Sessions, manager: ProviderManager | None = None) -> Dispatcher:
+    """As bot/app.py builds it: workflow data, the middlewares, every router in order."""
+    dp = Dispatcher(settings=settings, sessions=sessions, manager=manager)
+    setup_middlewares(dp, settings)
+    dp.include_routers(*routers())
+    return dp

@@ -58,12 +58,12 @@ def test_names_with_dollars_are_drawn_as_text_not_math() -> None:
     assert png.startswith(PNG_MAGIC)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(st.lists(st.builds(ProviderPoint,
                           st.text(min_size=1, max_size=30),
                           st.integers(min_value=0, max_value=10**12),
                           st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0))),
-                max_size=15))
+                max_size=8))
 def test_any_data_gives_a_decodable_png(points: list[ProviderPoint]) -> None:
     png = spend_and_success_png(points, title="t")
     assert png.startswith(PNG_MAGIC)

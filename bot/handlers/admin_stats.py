@@ -1,0 +1,122 @@
+"""Admin figures: /stats [category] [period], /cost <category> [period], /recommended <category> [period].
+
+Handlers are thin: parse and validate the arguments, read the stats repository, format with
+`bot.services.reports`. Every handler here is guarded by `IsAdmin` (private chats only); anyone else is
+answered by the refusal in `bot.handlers.admin`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiogram import Router
+from aiogram.enums import ParseMode
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.filters import IsAdmin
+from bot.i18n import Translate
+from bot.services.reports import cost_blocks, esc, period_text, recommended_blocks, split_blocks, stats_blocks
+from bot.settings import Settings
+from db.periods import PERIOD_NAMES, Period, period_named
+from db.repo.stats import cost_comparison, provider_stats, request_totals
+from db.repo.stats_types import pick_recommended
+from providers.types import Category
+
+router = Router(name=__name__)
+
+CATEGORIES = tuple(c.value for c in Category)
+MIN_ATTEMPTS = 20  # a recommendation needs this many attempts in the period to mean anything
+
+
+class BadArgs(Exception):
+    """The admin's arguments do not parse; `text` says why and how to write them (HTML)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    category: str | None
+    period: Period
+
+
+def usage(t: Translate, command: str) -> str:
+    return t(f"admin.usage.{command}", categories=", ".join(CATEGORIES), periods=", ".join(PERIOD_NAMES))
+
+
+def parse_scope(raw: str | None, t: Translate, settings: Settings, *, command: str, default_period: str,
+                category_required: bool) -> Scope:
+    """`[category] [period]` in either order, each at most once; raises BadArgs with the usage."""
+    category: str | None = None
+    period: str | None = None
+    for token in (raw or "").lower().split():
+        if token in PERIOD_NAMES and period is None:
+            period = token
+        elif token in CATEGORIES and category is None:
+            category = token
+        else:
+            guess_period = category is not None or token[:1].isdigit() or token in PERIOD_NAMES
+            key = "admin.bad_period" if guess_period else "admin.bad_category"
+            raise BadArgs(t(key, value=esc(token), periods=", ".join(PERIOD_NAMES),
+                            categories=", ".join(CATEGORIES)) + "\n\n" + usage(t, command))
+    if category_required and category is None:
+        raise BadArgs(usage(t, command))
+    return Scope(category, period_named(period or default_period, settings.tz))
+
+
+async def answer_blocks(message: Message, blocks: Sequence[str]) -> None:
+    for text in split_blocks(blocks):
+        await message.answer(text, parse_mode=ParseMode.HTML)
+
+
+@router.message(Command("stats"), IsAdmin())
+async def cmd_stats(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
+                    settings: Settings) -> None:
+    try:
+        scope = parse_scope(command.args, t, settings, command="stats", default_period="today",
+                            category_required=False)
+    except BadArgs as exc:
+        await message.answer(exc.text, parse_mode=ParseMode.HTML)
+        return
+    stats = await provider_stats(session, scope.period, scope.category)
+    totals = await request_totals(session, scope.period, scope.category)
+    heading = t("admin.stats.title", period=period_text(scope.period, t, settings.tz),
+                category=f" · {esc(scope.category)}" if scope.category else "")
+    await answer_blocks(message, stats_blocks(stats, totals, heading, t))
+
+
+@router.message(Command("cost"), IsAdmin())
+async def cmd_cost(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
+                   settings: Settings) -> None:
+    try:
+        scope = parse_scope(command.args, t, settings, command="cost", default_period="7d",
+                            category_required=True)
+    except BadArgs as exc:
+        await message.answer(exc.text, parse_mode=ParseMode.HTML)
+        return
+    assert scope.category is not None
+    ranked = await cost_comparison(session, scope.period, scope.category)
+    heading = t("admin.cost.title", category=esc(scope.category), period=period_text(scope.period, t, settings.tz))
+    await answer_blocks(message, cost_blocks(ranked, heading, t))
+
+
+@router.message(Command("recommended"), IsAdmin())
+async def cmd_recommended(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
+                          settings: Settings) -> None:
+    try:
+        scope = parse_scope(command.args, t, settings, command="recommended", default_period="7d",
+                            category_required=True)
+    except BadArgs as exc:
+        await message.answer(exc.text, parse_mode=ParseMode.HTML)
+        return
+    assert scope.category is not None
+    ranked = await cost_comparison(session, scope.period, scope.category)
+    pick = pick_recommended(ranked, MIN_ATTEMPTS)
+    period = period_text(scope.period, t, settings.tz)
+    heading = t("admin.recommended.title", category=esc(scope.category), period=period)
+    await answer_blocks(message, recommended_blocks(pick, ranked, heading, period, MIN_ATTEMPTS, t))
