@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 
 from aiogram import Bot
@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import DEFAULT_LANG, Translate, language_for
-from bot.services.reports import alert_text
+from bot.services.reports import esc, moment
 from bot.settings import Settings
 from db.repo.users import get_user
 from providers.health import Alert
@@ -106,3 +106,11 @@ async def admin_languages(sessions: async_sessionmaker[AsyncSession] | None,
     except SQLAlchemyError as exc:  # the database being down must not silence an alert
         logger.warning("admin languages unavailable: {}", type(exc).__name__)
     return found
+
+
+def alert_text(alert: Alert, t: Translate, tz: tzinfo, message: str, now: datetime | None = None) -> str:
+    """The alert in `t`'s language; `message` (the provider's words) is already redacted."""
+    kind = str(alert.kind)
+    key = f"admin.alert.{kind}" if kind in ("quota_exhausted", "auth") else "admin.alert.other"
+    return t(key, provider=esc(alert.provider), kind=esc(kind), until=moment(alert.until, tz, now),
+             message=esc(message[:500]))

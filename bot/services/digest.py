@@ -8,6 +8,7 @@ the bot is logged and skipped, the others still get theirs.
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -113,7 +114,8 @@ def digest_blocks(data: DigestData, t: Translate, settings: Settings) -> list[st
 def chart_png(data: DigestData, t: Translate, settings: Settings) -> bytes:
     points = [ProviderPoint(s.provider, s.cost_micros, s.success_rate if s.attempts else None)
               for s in data.digest.providers]
-    title = t("admin.digest.chart_title", period=period_text(data.digest.period, t, settings.tz))
+    # The chart is an image, not HTML: no entities in its title
+    title = html.unescape(t("admin.digest.chart_title", period=period_text(data.digest.period, t, settings.tz)))
     return spend_and_success_png(points, title=title)
 
 

@@ -18,7 +18,6 @@ from bot.i18n import Translate
 from db.periods import Period
 from db.repo.stats_types import ProviderStats, RequestTotals, UserUsage
 from db.repo.users import UserView
-from providers.health import Alert
 from providers.manager import ProviderHealth
 from providers.types import MICROS_PER_USD
 
@@ -266,10 +265,3 @@ def user_card(view: UserView, usage: UserUsage | None, t: Translate, tz: tzinfo)
              today_requests=u.requests_today, today_credits=u.credits_today, today_spend=usd(u.cost_today_micros),
              month_requests=u.requests_month, month_credits=u.credits_month,
              month_spend=usd(u.cost_month_micros))
-
-
-def alert_text(alert: Alert, t: Translate, tz: tzinfo, message: str, now: datetime | None = None) -> str:
-    kind = str(alert.kind)
-    key = f"admin.alert.{kind}" if kind in ("quota_exhausted", "auth") else "admin.alert.other"
-    return t(key, provider=esc(alert.provider), kind=esc(kind), until=moment(alert.until, tz, now),
-             message=esc(message[:500]))
