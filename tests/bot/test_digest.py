@@ -11,6 +11,9 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.services.digest import JOB_ID, schedule_digest, send_digest
 from db.periods import period_named
+from providers.errors import ErrorKind
+from providers.manager import ProviderManager
+from providers.types import Category, GenerationRequest
 from tests.bot import admin_support as support
 from tests.bot.admin_support import (
     ADMIN,
@@ -22,6 +25,7 @@ from tests.bot.admin_support import (
     log_requests,
     make_settings,
 )
+from tests.fakes.scripted import ScriptedAdapter, failure, scripted_config
 from tests.fakes.telegram import FakeTelegram
 
 # pytest fixtures shared by the admin tests (assigned, not imported, so they are not taken for unused names)
@@ -133,3 +137,21 @@ def test_scheduled_daily_at_digest_time_in_the_timezone() -> None:
     assert summer.astimezone(zone).replace(tzinfo=None) == datetime(2026, 7, 10, 9, 30)
     assert winter.astimezone(UTC).hour == 14 and summer.astimezone(UTC).hour == 13  # DST followed
     assert job.kwargs["settings"] is settings
+
+
+async def test_a_provider_parked_now_is_flagged(fake: FakeTelegram, bot: Bot, sessions: Sessions) -> None:
+    await _seed(sessions)
+    manager = ProviderManager(scripted_config(["alpha", "beta", "off"], disabled=["off"]),
+                              registry={"scripted": ScriptedAdapter})
+    try:
+        adapter = manager.adapters["alpha"]
+        assert isinstance(adapter, ScriptedAdapter)
+        adapter.script.append(failure(ErrorKind.QUOTA_EXHAUSTED, status=402))
+        await manager.generate(GenerationRequest(Category.TEXT, prompt="hi"))
+        await send_digest(bot, sessions, make_settings(), manager, chat_ids=[ADMIN])
+    finally:
+        await manager.aclose()
+    text = _everything(fake, ADMIN)
+    attention = text[text.index("Needs attention now"):]
+    assert "alpha: quota_exhausted" in attention and "off: no API key" in attention
+    assert "beta" not in attention
