@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
+from tests.fakes.base import Call
+from tests.fakes.openai import FakeOpenAI
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.telegram_state import SentMessage
 
@@ -51,3 +53,10 @@ async def eventually(probe: Callable[[], T], within_s: float = REPLY_TIMEOUT, wh
 def all_text(tg: FakeTelegram, chat_id: int) -> str:
     """Every text, caption and edit the bot ever showed in a chat (deleted messages included)."""
     return "\n".join(t for m in tg.sent.get(chat_id, []) for t in m.history)
+
+
+def chat_calls(fake: FakeOpenAI, last_user_text: str) -> list[Call]:
+    """The chat completion calls whose last message is this user text (users of a shared bot differ)."""
+    return [c for c in fake.calls_to("/chat/completions")
+            if isinstance(c.json, dict) and c.json.get("messages")
+            and c.json["messages"][-1].get("content") == last_user_text]

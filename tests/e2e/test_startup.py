@@ -1,4 +1,4 @@
-"""Start-up failures are one clear line and exit code 1; SIGTERM stops the bot cleanly."""
+"""Start-up failures are one clear line and exit code 1 (a clean SIGTERM stop is checked in test_media)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from tests.e2e.conftest import StartBot
 from tests.e2e.harness import Fakes
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="package")]
 
 
 async def test_missing_bot_token_exits_1(fakes: Fakes, start_bot: StartBot) -> None:
@@ -33,8 +33,3 @@ async def test_broken_providers_file_exits_1_naming_it(fakes: Fakes, start_bot: 
     log = bot.log()
     assert str(broken) in log and "Traceback" not in log
     assert fakes.telegram.polls == 0
-
-
-async def test_sigterm_stops_polling_cleanly(fakes: Fakes, start_bot: StartBot) -> None:
-    bot = await start_bot()
-    assert await bot.stop() == 0
