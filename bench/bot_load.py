@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import sys
@@ -67,6 +68,12 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
     return fields.get("VmHWM", 0.0), fields.get("VmRSS", 0.0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def final_reply_at(tg: FakeTelegram, chat_id: int) -> float | None:
     """Loop time at which the whole reply first stood in a message of this chat."""
     times = [at for m in tg.sent.get(chat_id, []) for text, at in zip(m.history, m.history_at, strict=True)
@@ -106,7 +113,7 @@ async def run(users: int, latency: float, keep: bool) -> None:
         # warm-up: first-use costs (imports, first DB connection) are not what this measures
         tg.push_message(FIRST_USER - 1, "warm up")
         await wait_all(tg, [FIRST_USER - 1], 30)
-        calls_before = len(tg.calls)
+        calls_before, cpu_before = len(tg.calls), cpu_seconds(bot.pid)
 
         ids = list(range(FIRST_USER, FIRST_USER + users))
         pushed = {}
@@ -116,9 +123,14 @@ async def run(users: int, latency: float, keep: bool) -> None:
             tg.push_message(uid, f"Hello, I am user {uid}", first_name=f"U{uid}")
         await wait_all(tg, ids, 120)
         hwm, rss = peak_rss_mb(bot.pid)
+        busy = cpu_seconds(bot.pid) - cpu_before
         report(tg, llm, ids, pushed, t0, calls_before, hwm, rss, latency)
+        print(f"bot CPU time during the burst: {busy:.1f} s ({busy / len(ids) * 1000:.1f} ms per user; "
+              f"the bot is one event loop, so CPU time close to the wall time means CPU-bound)")
     finally:
-        await bot.stop()
+        stopping = loop.time()
+        code = await bot.stop(grace=30.0)
+        print(f"bot stopped by SIGTERM in {loop.time() - stopping:.1f} s (exit code {code})")
         await tg.stop()
         await llm.stop()
         if not keep:
