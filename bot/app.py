@@ -1,8 +1,9 @@
 """The factory: builds everything once (settings in, a ready `BotApp` out) and hands it to the Dispatcher.
 
 Handlers receive these as workflow data: `settings`, `sessions`, `manager`, `scheduler`, `jobs`,
-`generation`, `providers_config`. Start-up duties (settle stale reservations, bot commands, resume
-jobs, start the scheduler) run in the dispatcher's start-up hook, so polling and webhook modes share them.
+`generation`, `providers_config`, `db_writes` (group commit; see `WriteQueue`). Start-up duties
+(settle stale reservations, bot commands, resume jobs, start the scheduler) run in the dispatcher's
+start-up hook, so polling and webhook modes share them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bot.services.alerts import AlertNotifier
 from bot.services.digest import schedule_digest
 from bot.services.generation import GenerationService
 from bot.services.jobs import JobRegistry, resume_jobs, settle_stale
+from bot.services.writes import WriteQueue
 from bot.settings import Settings
 from db.engine import make_engine, make_session_maker
 from providers.config import ProvidersConfig
@@ -59,6 +61,7 @@ class BotApp:
     scheduler: AsyncIOScheduler
     jobs: JobRegistry
     generation: GenerationService
+    writes: WriteQueue
     _stopping: bool = False
 
     async def on_startup(self) -> None:
@@ -93,6 +96,7 @@ class BotApp:
         """Release everything; safe to call after the hooks ran, and twice."""
         with contextlib.suppress(Exception):
             await self.on_shutdown()
+        await self.writes.aclose()
         await self.manager.aclose()
         await self.bot.session.close()
         await self.engine.dispose()
@@ -109,12 +113,13 @@ def build_app(settings: Settings, config: ProvidersConfig, *, bot: Bot | None = 
     scheduler = AsyncIOScheduler(timezone=settings.tz)
     schedule_digest(scheduler, bot, sessions, settings, manager)
     jobs = JobRegistry()
-    generation = GenerationService(settings, sessions, manager, jobs, bot)
+    writes = WriteQueue.for_url(sessions, settings.database_url)
+    generation = GenerationService(settings, sessions, manager, jobs, bot, writes)
     dp = Dispatcher(settings=settings, sessions=sessions, manager=manager, scheduler=scheduler, jobs=jobs,
-                    generation=generation, providers_config=config)
+                    generation=generation, providers_config=config, db_writes=writes)
     setup_middlewares(dp, settings)
     dp.include_routers(*routers())
-    app = BotApp(settings, config, engine, sessions, bot, manager, dp, scheduler, jobs, generation)
+    app = BotApp(settings, config, engine, sessions, bot, manager, dp, scheduler, jobs, generation, writes)
     dp.startup.register(app.on_startup)
     dp.shutdown.register(app.on_shutdown)
     return app

@@ -1,7 +1,7 @@
 """Upsert the Telegram user on every update and give handlers `user`, `lang` and `t`.
 
-The upsert is committed at once: a generation can run for minutes, and holding SQLite's write lock that
-long would stall every other user.
+The upsert is committed at once (through the write queue, batched with other users' writes): a
+generation can run for minutes, and holding SQLite's write lock that long would stall every other user.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from aiogram.types import TelegramObject, User
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Translate, language_for
+from bot.services.writes import WriteQueue
 from bot.settings import Settings
-from db.repo.users import upsert_user
+from db.repo.users import UserView, upsert_user
 
 
 class UserContext(BaseMiddleware):
@@ -25,12 +26,20 @@ class UserContext(BaseMiddleware):
         if tg_user is None or tg_user.is_bot:
             return await handler(event, data)
         settings: Settings = data["settings"]
-        session: AsyncSession = data["session"]
-        view = await upsert_user(
-            session, tg_user.id, username=tg_user.username, first_name=tg_user.first_name,
-            last_name=tg_user.last_name, language=tg_user.language_code,
-            is_admin=settings.is_admin(tg_user.id), free_credits=settings.free_credits)
-        await session.commit()
+
+        def upsert(session: AsyncSession) -> Awaitable[UserView]:
+            return upsert_user(
+                session, tg_user.id, username=tg_user.username, first_name=tg_user.first_name,
+                last_name=tg_user.last_name, language=tg_user.language_code,
+                is_admin=settings.is_admin(tg_user.id), free_credits=settings.free_credits)
+
+        writes: WriteQueue | None = data.get("db_writes")
+        if writes is not None:
+            view = await writes.run(upsert)
+        else:  # a dispatcher built without the queue (some tests): the update's own session
+            session: AsyncSession = data["session"]
+            view = await upsert(session)
+            await session.commit()
         lang = language_for(view.language)
         data["user"] = view
         data["lang"] = lang

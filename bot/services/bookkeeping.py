@@ -1,19 +1,19 @@
 """The request log as the generation flow writes it: each step its own short, committed transaction.
 
 A generation can take minutes; on SQLite one writer holds the lock until its commit, so nothing here
-keeps a transaction open across a provider call. The writes that must survive a /cancel arriving
-mid-write (the attempt log, the job id that makes a request resumable, closing and refunding) are
-shielded: a cancellation interrupts the caller, not the write.
+keeps a transaction open across a provider call. Writes go through a `WriteQueue` (group commit on
+SQLite); a cancellation interrupts the caller, never the write, so the attempt log, the job id that
+makes a request resumable, and closing with its refund survive a /cancel arriving mid-write.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.services.writes import WriteQueue
 from db.repo import accounting, history
 from db.repo.records import AttemptRecord, Budget, Reservation, ServedRecord
 from providers.errors import Attempt
@@ -36,15 +36,12 @@ def served_record(result: Result) -> ServedRecord:
 
 
 class RequestBook:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], writes: WriteQueue | None = None) -> None:
         self.sessions = sessions
+        self.writes = writes or WriteQueue(sessions, batched=False)
 
     async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        async with self.sessions() as session, session.begin():
-            return await work(session)
-
-    async def _shielded(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        return await asyncio.shield(asyncio.ensure_future(self._write(work)))
+        return await self.writes.run(work)
 
     async def reserve(self, *, tg_id: int, update_id: int | None, chat_id: int, label: str, category: str,
                       prompt: str, credits: int, budget: Budget, first_provider: str | None) -> Reservation:
@@ -53,25 +50,32 @@ class RequestBook:
             credits=credits, budget=budget, chat_id=chat_id, route_first_provider=first_provider))
 
     async def attempt(self, request_id: int, attempt: Attempt) -> None:
-        await self._shielded(lambda s: accounting.record_attempt(s, request_id, attempt_record(attempt)))
+        await self._write(lambda s: accounting.record_attempt(s, request_id, attempt_record(attempt)))
 
     async def job(self, request_id: int, provider: str, model: str, job_id: str) -> None:
-        await self._shielded(lambda s: accounting.set_job(s, request_id, provider, model, job_id))
+        await self._write(lambda s: accounting.set_job(s, request_id, provider, model, job_id))
 
-    async def served(self, request_id: int, result: Result) -> bool:
-        return await self._shielded(lambda s: accounting.close_served(s, request_id, served_record(result)))
+    async def served(self, request_id: int, result: Result, exchange: tuple[int, str, str] | None = None) -> bool:
+        """Close as served; with `exchange` (user, question, answer) the chat history is kept in the same
+        transaction."""
+        async def close(session: AsyncSession) -> bool:
+            closed = await accounting.close_served(session, request_id, served_record(result))
+            if exchange is not None:
+                await _append_exchange(session, *exchange)
+            return closed
+        return await self._write(close)
 
     async def failed(self, request_id: int, kind: str, message: str = "", *, canceled: bool = False) -> bool:
         """Close as failed (or canceled) with a refund; False when it was closed before (no refund then)."""
-        return await self._shielded(lambda s: accounting.close_failed(
+        return await self._write(lambda s: accounting.close_failed(
             s, request_id, error_kind=kind, message=message[:500], refund=True, canceled=canceled))
 
-    async def exchange(self, tg_id: int, question: str, answer: str) -> None:
-        async def both(session: AsyncSession) -> None:
-            await history.append_message(session, tg_id, "user", question)
-            await history.append_message(session, tg_id, "assistant", answer)
-        await self._shielded(both)
-
     async def history(self, tg_id: int, max_chars: int) -> list[tuple[str, str]]:
-        async with self.sessions() as session:
-            return await history.load_history(session, tg_id, max_chars)
+        # A read, but through the queue on purpose: on SQLite it rides along with the batch instead of
+        # taking one more pooled connection per message (a burst of users churned the pool's overflow)
+        return await self._write(lambda s: history.load_history(s, tg_id, max_chars))
+
+
+async def _append_exchange(session: AsyncSession, tg_id: int, question: str, answer: str) -> None:
+    await history.append_message(session, tg_id, "user", question)
+    await history.append_message(session, tg_id, "assistant", answer)

@@ -26,6 +26,7 @@ from bot.services.bookkeeping import RequestBook
 from bot.services.delivery import MediaFetchError
 from bot.services.failures import category_name, failure_text, refusal_text
 from bot.services.jobs import JobRegistry, RunningJob
+from bot.services.writes import WriteQueue
 from bot.settings import Settings
 from db.repo.records import Budget, ResumableJob
 from db.repo.users import UserView, get_user
@@ -38,13 +39,13 @@ from providers.types import Category, ChatMessage, GenerationRequest
 
 class GenerationService:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], manager: ProviderManager,
-                 jobs: JobRegistry, bot: Bot) -> None:
+                 jobs: JobRegistry, bot: Bot, writes: WriteQueue | None = None) -> None:
         self.settings = settings
         self.bot = bot  # resumed jobs have no incoming message to answer through
         self.sessions = sessions
         self.manager = manager
         self.jobs = jobs
-        self.book = RequestBook(sessions)
+        self.book = RequestBook(sessions, writes)
         self.answers = Answers(settings, manager, self.book)
         self.budget = Budget(settings.daily_credit_limit, settings.monthly_credit_limit, settings.timezone)
 
