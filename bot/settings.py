@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # tuning knobs
-    stream_edit_interval: float = Field(1.0, gt=0)  # seconds between edits of a streamed reply
+    stream_edit_interval: float = Field(1.0, ge=0)  # seconds between edits of a streamed reply (0: every delta)
     history_max_chars: int = Field(12_000, ge=0)  # conversation sent to the model, newest kept
     stale_request_minutes: int = Field(30, ge=1)  # reservations older than this are refunded at start-up
     progress_interval: float = Field(5.0, gt=0)  # seconds between edits of a long job's progress message

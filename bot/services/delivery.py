@@ -68,7 +68,7 @@ class TextStreamer:
     """One reply that grows: `update(text)` as deltas arrive (throttled), then `finish(text)`."""
 
     def __init__(self, bot: Bot, chat_id: int, *, reply_to: int | None = None, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 first_after: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.bot = bot
         self.chat_id = chat_id
         self.reply_to = reply_to
@@ -76,6 +76,8 @@ class TextStreamer:
         self.clock = clock
         self.sent: list[_Sent] = []
         self._last_push = -1e9
+        self.first_after = first_after  # hold the first message this long: a quick answer needs no edits
+        self._first_seen: float | None = None
         self._blocked_until = 0.0
 
     @property
@@ -85,7 +87,12 @@ class TextStreamer:
     async def update(self, text: str) -> None:
         """Show `text` so far, unless an edit was made too recently or Telegram asked us to wait."""
         now = self.clock()
-        if now < self._blocked_until or now - self._last_push < self.interval or not text.strip():
+        if not text.strip():
+            return
+        if self._first_seen is None:
+            self._first_seen = now
+        if now < self._blocked_until or now - self._last_push < self.interval \
+                or now - self._first_seen < self.first_after:
             return
         self._last_push = now
         try:

@@ -19,10 +19,13 @@ from loguru import logger
 
 
 @contextlib.asynccontextmanager
-async def chat_action(bot: Bot, chat_id: int, action: str, every: float = 4.0) -> AsyncIterator[None]:
-    """Keep `action` (typing, upload_photo, ...) showing while the body runs; Telegram drops it after 5 s."""
+async def chat_action(bot: Bot, chat_id: int, action: str, every: float = 4.0,
+                      after: float = 0.0) -> AsyncIterator[None]:
+    """Keep `action` (typing, upload_photo, ...) showing while the body runs; Telegram drops it after 5 s.
+    With `after`, nothing is sent for a body that ends (or shows its answer) sooner."""
 
     async def loop() -> None:
+        await asyncio.sleep(after)
         while True:
             try:
                 await bot.send_chat_action(chat_id, action)

@@ -150,3 +150,22 @@ async def test_progress_message_appears_and_is_deleted(fake: FakeTelegram, bot: 
         await fake.wait_for(lambda: (CHAT, "upload_video") in fake.actions)
     assert fake.messages(CHAT) == []
     assert any(m.deleted for m in fake.sent[CHAT])
+
+
+async def test_first_message_waits_so_a_quick_answer_needs_no_edits(fake: FakeTelegram, bot: Bot) -> None:
+    clock = Clock()
+    streamer = TextStreamer(bot, CHAT, interval=1.0, first_after=0.3, clock=clock)
+    await streamer.update("Quick")
+    clock.now = 0.2
+    await streamer.update("Quick answer")
+    assert fake.messages(CHAT) == []  # held back
+    await streamer.finish("Quick answer.")
+    [message] = fake.messages(CHAT)
+    assert message.plain == "Quick answer." and message.edits == 0
+
+    slow = TextStreamer(bot, CHAT + 1, interval=1.0, first_after=0.3, clock=clock)
+    fake.remember_user(CHAT + 1, "Bo", "en", None, None)
+    await slow.update("Slow")
+    clock.now = 0.6
+    await slow.update("Slow start")
+    assert [m.plain for m in fake.messages(CHAT + 1)] == ["Slow start"]  # shown once the wait is over

@@ -25,7 +25,12 @@ def chat_calls(fake: object) -> list:  # type: ignore[type-arg]
     return fake.calls_to("/chat/completions")  # type: ignore[attr-defined,no-any-return]
 
 
-async def test_chat_is_streamed_history_kept_and_new_resets(h: CoreHarness) -> None:
+async def test_chat_is_streamed_history_kept_and_new_resets(tmp_path: Path) -> None:
+    async with CoreHarness.start(tmp_path, stream_edit_interval=0) as h:  # an edit at every delta
+        await chat_streamed_history_kept_and_new_resets(h)
+
+
+async def chat_streamed_history_kept_and_new_resets(h: CoreHarness) -> None:
     h.first.reply_text = "Hello **there**, how can I help you today with your question?"
     await h.say(USER, "Hi bot")
     replies = [m for m in h.tg.messages(USER) if "how can I help" in m.plain]
@@ -230,3 +235,14 @@ async def test_edit_sends_the_users_photo_and_delivers_the_result(h: CoreHarness
     assert call.form["image"] == PNG_1X1 and call.form["prompt"] == "a red hat"
     assert len(h.tg.media(USER, "photo")) == 1
     assert h.credits(USER) == 7
+
+
+async def test_language_can_be_switched(h: CoreHarness) -> None:
+    await h.say(USER, "/language")
+    [menu] = [m for m in h.tg.messages(USER) if m.reply_markup]
+    ru = next(b for row in menu.reply_markup["inline_keyboard"] for b in row  # type: ignore[index]
+              if "Русский" in b["text"])
+    await h.feed(h.tg.push_callback(USER, menu.message_id, ru["callback_data"]))
+    assert "по-русски" in (h.tg.last_text(USER) or "")
+    await h.say(USER, "/cancel")  # Telegram still says "en": the user's choice wins
+    assert h.tg.last_text(USER) == "Сейчас ничего не выполняется."

@@ -49,6 +49,9 @@ async def test_a_video_job_running_at_shutdown_is_resumed_and_delivered(h: CoreH
     [video] = h.tg.media(USER, "video")
     assert video.file is not None and video.file.data == FILE_BYTES["mp4"]
     assert h.replicate.creates == 1  # polled, never created again
+    progress = [m for m in h.tg.sent[USER] if m.history and m.history[0].startswith("⏳ Making the video")]
+    assert progress and all(m.deleted for m in progress)  # shown while working, replaced by the result
+    assert "Provider: replicate" in progress[-1].history[0]
     await eventually(lambda: h.requests(USER)[0]["status"] == "served")
     [request] = h.requests(USER)
     assert request["provider_job_id"] == job_id and request["credits_charged"] == 20
