@@ -14,6 +14,7 @@ import sys
 from loguru import logger
 from pydantic import ValidationError
 
+from bot.errors import StartupError
 from bot.settings import Settings, provider_env
 from db.engine import safe_url, upgrade_database
 from providers.config import ProvidersConfig
@@ -80,15 +81,13 @@ def main() -> int:
     return 0
 
 
-class StartupError(Exception):
-    pass
-
-
 def _provider_keys(env: dict[str, str]) -> list[str]:
     return [v for k, v in env.items() if len(v) >= 8 and k.endswith(("_API_KEY", "_API_TOKEN", "_KEY", "_TOKEN"))]
 
 
 async def run(settings: Settings, config: ProvidersConfig) -> None:
+    from aiogram.exceptions import TelegramUnauthorizedError
+
     from bot.app import build_app
 
     try:
@@ -103,7 +102,11 @@ async def run(settings: Settings, config: ProvidersConfig) -> None:
 
             await run_webhook(app)
         else:
-            await app.bot.delete_webhook(drop_pending_updates=False)
+            try:
+                await app.bot.delete_webhook(drop_pending_updates=False)
+            except TelegramUnauthorizedError as exc:
+                raise StartupError("Telegram refused BOT_TOKEN (401 Unauthorized): check it with @BotFather") \
+                    from exc
             await app.dp.start_polling(app.bot, handle_as_tasks=True, close_bot_session=False,
                                        allowed_updates=app.dp.resolve_used_update_types())
     finally:

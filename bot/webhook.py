@@ -12,11 +12,13 @@ import secrets
 import signal
 from urllib.parse import urlsplit
 
+from aiogram.exceptions import TelegramAPIError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 from loguru import logger
 
 from bot.app import BotApp
+from bot.errors import StartupError
 
 
 async def run_webhook(app: BotApp, stop: asyncio.Event | None = None) -> None:
@@ -35,8 +37,11 @@ async def run_webhook(app: BotApp, stop: asyncio.Event | None = None) -> None:
     logger.info("webhook server on {}:{}{}", settings.webhook_host, settings.webhook_port, path)
     stop = stop or _stop_on_signals()
     try:
-        await app.bot.set_webhook(settings.webhook_url, secret_token=secret,
-                                  allowed_updates=app.dp.resolve_used_update_types())
+        try:
+            await app.bot.set_webhook(settings.webhook_url, secret_token=secret,
+                                      allowed_updates=app.dp.resolve_used_update_types())
+        except TelegramAPIError as exc:
+            raise StartupError(f"Telegram refused WEBHOOK_URL {settings.webhook_url}: {exc.message}") from exc
         await stop.wait()
     finally:
         logger.info("stopping the webhook server")
