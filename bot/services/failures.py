@@ -16,10 +16,10 @@ def relative_time(when: datetime, t: Translate, tz: ZoneInfo, now: datetime | No
     seconds = max(1.0, (when - (now or datetime.now(UTC))).total_seconds())
     if seconds < 60:
         relative = t("time.in_seconds", n=math.ceil(seconds))
-    elif seconds < 3600:
+    elif seconds < 90 * 60:  # "in 61 minutes" says more than "in 2 hours"
         relative = t("time.in_minutes", n=math.ceil(seconds / 60))
     else:
-        relative = t("time.in_hours", n=math.ceil(seconds / 3600))
+        relative = t("time.in_hours", n=round(seconds / 3600))
     return t("time.at", relative=relative, clock=when.astimezone(tz).strftime("%H:%M"))
 
 

@@ -77,7 +77,9 @@ def test_relative_time_in_both_languages() -> None:
     moscow = ZoneInfo("Europe/Moscow")
     assert relative_time(NOW + timedelta(seconds=110), EN, ZoneInfo("UTC"), NOW) == "in 2 minutes (at 12:01)"
     assert relative_time(NOW + timedelta(seconds=20), EN, ZoneInfo("UTC"), NOW) == "in 20 seconds (at 12:00)"
-    assert relative_time(NOW + timedelta(hours=1, minutes=1), RU, moscow, NOW) == "через 2 часа (в 16:01)"
+    assert relative_time(NOW + timedelta(hours=1, minutes=1), RU, moscow, NOW) == "через 61 минуту (в 16:01)"
+    assert relative_time(NOW + timedelta(hours=3, minutes=10), RU, moscow, NOW) == "через 3 часа (в 18:10)"
+    assert relative_time(NOW + timedelta(hours=5), EN, ZoneInfo("UTC"), NOW) == "in 5 hours (at 17:00)"
     assert relative_time(NOW + timedelta(minutes=21), RU, moscow, NOW) == "через 21 минуту (в 15:21)"
 
 
