@@ -152,7 +152,7 @@ class GenerationService:
         try:
             await produce(self._hooks(job, state), state)
         except asyncio.CancelledError:
-            await self._stopped(job)
+            await self._stopped(job, ask)
             if not job.cancelled:
                 raise
         except AnswerFailed as exc:
@@ -185,16 +185,18 @@ class GenerationService:
 
         return CallHooks(on_attempt=on_attempt, on_job_id=on_job_id)
 
-    async def _stopped(self, job: RunningJob) -> None:
+    async def _stopped(self, job: RunningJob, ask: Ask) -> None:
         """Cancelled by the user: refund, and ask the provider to stop. By a shutdown: a request with a
-        provider job stays open to be resumed at the next start; any other is refunded."""
+        provider job stays open to be resumed at the next start; any other is refunded and the user told."""
         assert job.request_id is not None
         if job.cancelled:
             await self.book.failed(job.request_id, "canceled", "cancelled by the user", canceled=True)
             if job.provider_job is not None:
                 await self.cancel_provider_job(*job.provider_job)
         elif job.provider_job is None:
-            await self.book.failed(job.request_id, "interrupted", "the bot stopped during the request")
+            if await self.book.failed(job.request_id, "interrupted", "the bot stopped during the request"):
+                with contextlib.suppress(Exception):  # the bot is going down; a best-effort word
+                    await asyncio.wait_for(ask.say(ask.t("errors.interrupted")), 3.0)
 
     async def cancel_provider_job(self, provider: str, job_id: str) -> None:
         adapter = self.manager.adapters.get(provider)

@@ -246,3 +246,16 @@ async def test_language_can_be_switched(h: CoreHarness) -> None:
     assert "по-русски" in (h.tg.last_text(USER) or "")
     await h.say(USER, "/cancel")  # Telegram still says "en": the user's choice wins
     assert h.tg.last_text(USER) == "Сейчас ничего не выполняется."
+
+
+async def test_a_chat_interrupted_by_a_shutdown_is_refunded_and_the_user_told(h: CoreHarness) -> None:
+    h.first.hang = True
+    running = h.say_later(USER, "long thought")
+    await eventually(lambda: chat_calls(h.first))
+    assert h.app is not None
+    await h.app.on_shutdown()
+    await asyncio.wait_for(running, 5)
+    assert "restarting" in (h.tg.last_text(USER) or "")
+    [request] = h.requests(USER)
+    assert request["status"] == "failed" and request["error_kind"] == "interrupted"
+    assert h.credits(USER) == 10
