@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Table, cast, extract, func
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+Db = AsyncSession | AsyncConnection  # hot paths pass the session's connection: it skips a layer per statement
 
 
-def dialect_name(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
+def dialect_name(db: Db) -> str:
+    return db.dialect.name if isinstance(db, AsyncConnection) else db.get_bind().dialect.name
 
 
-def insert_for(session: AsyncSession, table: Any) -> Any:
+def insert_for(session: Db, table: Any) -> Any:
     """`insert` of the current dialect, which knows `on_conflict_do_nothing/update` (both speak it)."""
     name = dialect_name(session)
     if name == "sqlite":
@@ -24,7 +27,7 @@ def insert_for(session: AsyncSession, table: Any) -> Any:
     raise NotImplementedError(f"no upsert for the {name} dialect")
 
 
-def epoch_seconds_sql(session: AsyncSession, column: Any) -> ColumnElement[int]:
+def epoch_seconds_sql(session: Db, column: Any) -> ColumnElement[int]:
     """Seconds since 1970 of a naive-UTC timestamp column, as an integer."""
     if dialect_name(session) == "sqlite":
         return cast(func.strftime("%s", column), BigInteger)
@@ -32,19 +35,27 @@ def epoch_seconds_sql(session: AsyncSession, column: Any) -> ColumnElement[int]:
     return cast(func.floor(extract("epoch", column)), BigInteger)
 
 
+@lru_cache(maxsize=512)
+def _upsert(dialect: str, table: Table, keys: tuple[str, ...], counters: tuple[str, ...]) -> Any:
+    # Built once per shape: building `excluded` and compiling cost more than running the statement
+    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={name: table.c[name] + stmt.excluded[name] for name in counters},
+    )
+
+
 async def upsert_add(
-    session: AsyncSession, table: Table, keys: Sequence[str], rows: Sequence[dict[str, Any]]
+    session: Db, table: Table, keys: Sequence[str], rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Insert the rows, or add their counters to the existing rows with the same key: one statement.
+    """Insert the rows, or add their counters to the existing rows with the same key: one executemany.
 
     Every row must carry the same columns (the rows of one call are the grains of one event).
     """
     if not rows:
         return
-    stmt = insert_for(session, table).values(list(rows))
-    counters = [name for name in rows[0] if name not in keys]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c[k] for k in keys],
-        set_={name: table.c[name] + stmt.excluded[name] for name in counters},
-    )
-    await session.execute(stmt)
+    name = dialect_name(session)
+    if name not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"no upsert for the {name} dialect")
+    counters = tuple(column for column in rows[0] if column not in keys)
+    await session.execute(_upsert(name, table, tuple(keys), counters), list(rows))

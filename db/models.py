@@ -8,7 +8,7 @@ that keep stats fast are in `db/rollup_tables.py` and share this metadata.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     false,
 )
@@ -175,3 +176,10 @@ class HistoryMessage(Base):
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# Core handles of the mapped tables, for hot paths where ORM bookkeeping costs more than the SQL itself
+users_table = cast(Table, User.__table__)
+requests_table = cast(Table, Request.__table__)
+attempts_table = cast(Table, Attempt.__table__)
+ledger_table = cast(Table, LedgerEntry.__table__)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, delete, func, insert, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.dialect import epoch_seconds_sql, upsert_add
+from db.dialect import Db, epoch_seconds_sql, upsert_add
 from db.models import CLOSED_STATUSES, Attempt, Request
 from db.periods import DAY_S, HOUR_S, USER_GRAINS_DAYS, epoch_seconds
 from db.rollup_tables import (
@@ -45,33 +45,43 @@ def _grains(moment: datetime, key: dict[str, Any], counters: dict[str, int]) -> 
     ]
 
 
-async def add_attempt(
-    session: AsyncSession, *, provider: str, category: str, started_at: datetime, kind: str | None,
-    latency_ms: int, cost_micros: int,
-) -> None:
+def _provider_rows(moment: datetime, provider: str, category: str, counters: dict[str, int]) -> list[dict[str, Any]]:
+    # Every row carries every counter, so the rows of several events go in one executemany
+    full = dict.fromkeys(PROVIDER_COUNTERS, 0) | counters
+    return _grains(moment, {"provider": provider, "category": category}, full)
+
+
+def attempt_rows(
+    *, provider: str, category: str, started_at: datetime, kind: str | None, latency_ms: int, cost_micros: int
+) -> list[dict[str, Any]]:
+    """Provider rollup rows (hour and day) for one attempt; successes feed the latency figures."""
     counters = {"attempts": 1, "cost_micros": cost_micros}
     if kind is None:
         counters |= {"successes": 1, "latency_ms_sum": latency_ms, BUCKET_COLUMNS[latency_bucket(latency_ms)]: 1}
     else:
         counters[failure_column(kind)] = 1
-    rows = _grains(started_at, {"provider": provider, "category": category}, counters)
+    return _provider_rows(started_at, provider, category, counters)
+
+
+def served_rows(*, provider: str, category: str, created_at: datetime, fallback: bool) -> list[dict[str, Any]]:
+    """Provider rollup rows for a request served by `provider`, at the hour the request was made."""
+    return _provider_rows(created_at, provider, category, {"served": 1, "fallbacks": int(fallback)})
+
+
+async def add_provider_rows(session: Db, rows: list[dict[str, Any]]) -> None:
     await upsert_add(session, provider_rollups, PROVIDER_KEYS, rows)
 
 
 async def add_finished_request(
-    session: AsyncSession, *, user_id: int, category: str, created_at: datetime, status: str,
-    provider: str | None, fallback: bool, charged: int, refunded: int, cost_micros: int,
+    session: Db, *, user_id: int, category: str, created_at: datetime, status: str,
+    fallback: bool, charged: int, refunded: int, cost_micros: int,
 ) -> None:
-    """Count a request that has just been closed (served, failed or canceled)."""
+    """Count a request that has just been closed (served, failed or canceled), per category and per user."""
     counters = {
         "requests": 1, status: 1, "fallbacks": int(fallback), "credits_charged": charged,
         "credits_refunded": refunded, "cost_micros": cost_micros,
     }
     await upsert_add(session, request_rollups, REQUEST_KEYS, _grains(created_at, {"category": category}, counters))
-    if status == "served" and provider is not None:
-        served = {"served": 1, "fallbacks": int(fallback)}
-        rows = _grains(created_at, {"provider": provider, "category": category}, served)
-        await upsert_add(session, provider_rollups, PROVIDER_KEYS, rows)
     day = epoch_seconds(created_at) // DAY_S
     user_counters = {"requests": 1, "credits": charged - refunded, "cost_micros": cost_micros}
     user_rows = [
