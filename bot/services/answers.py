@@ -34,7 +34,7 @@ FIRST_SHOW_S = 0.3
 TYPING_AFTER_S = 0.5
 CAPTION_CHARS = 900  # Telegram captions hold 1024 characters after entity parsing
 ACTIONS = {Category.TEXT: "typing", Category.IMAGE: "upload_photo", Category.IMAGE_EDIT: "upload_photo",
-           Category.VIDEO: "record_video", Category.AUDIO: "record_voice"}
+           Category.VIDEO: "record_video", Category.AUDIO: "upload_voice"}
 
 
 @dataclass(frozen=True, slots=True)
