@@ -86,7 +86,7 @@ def _provider_keys(env: dict[str, str]) -> list[str]:
 
 
 async def run(settings: Settings, config: ProvidersConfig) -> None:
-    from aiogram.exceptions import TelegramUnauthorizedError
+    from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
 
     from bot.app import build_app
 
@@ -107,6 +107,8 @@ async def run(settings: Settings, config: ProvidersConfig) -> None:
             except TelegramUnauthorizedError as exc:
                 raise StartupError("Telegram refused BOT_TOKEN (401 Unauthorized): check it with @BotFather") \
                     from exc
+            except TelegramNetworkError as exc:  # polling retries with backoff until Telegram is reachable
+                logger.warning("Telegram is not reachable yet: {}", exc.message)
             await app.dp.start_polling(app.bot, handle_as_tasks=True, close_bot_session=False,
                                        allowed_updates=app.dp.resolve_used_update_types())
     finally:
