@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 HOUR_S = 3600
 DAY_S = 86400
 PERIOD_NAMES = ("today", "yesterday", "7d", "30d", "month")
-USER_GRAINS_DAYS = (16, 8, 4, 2, 1)  # dyadic blocks of the per-user rollup, largest first
+USER_GRAINS_HOURS = (384, 192, 96, 48, 24, 6)  # blocks of the per-user rollup, largest first
 
 
 def utcnow() -> datetime:
@@ -122,16 +122,27 @@ def split_hours(first_hour: int, last_hour: int) -> HourSplit:
     return HourSplit(day_from, day_to, edges)
 
 
-def dyadic_cover(day_from: int, day_to: int) -> list[tuple[int, int]]:
-    """Aligned blocks (grain_days, start_day) that tile [day_from, day_to) with few, large pieces.
+def user_cover(first_hour: int, last_hour: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Tile the hours [first, last) with aligned per-user rollup blocks (grain_hours, start_hour), largest
+    first, and return the hour ranges left at the edges (read from raw rows).
 
-    A block of g days starts on a multiple of g, so each day belongs to exactly one block per grain and the
-    per-user rollup can keep every grain by plain upserts; a 30-day span needs at most ~8 blocks.
+    A block of g hours starts on a multiple of g, so each hour belongs to exactly one block per grain and
+    the rollup keeps every grain by plain upserts. Grains are 6 hours and 1, 2, 4, 8, 16 days: a 30-day
+    span needs about 8 blocks, and the raw edges are under 6 hours at each end (none for UTC periods).
     """
     blocks: list[tuple[int, int]] = []
-    day = day_from
-    while day < day_to:
-        grain = next(g for g in USER_GRAINS_DAYS if day % g == 0 and day + g <= day_to)
-        blocks.append((grain, day))
-        day += grain
-    return blocks
+    edges: list[tuple[int, int]] = []
+    hour = first_hour
+    while hour < last_hour:
+        grain = next((g for g in USER_GRAINS_HOURS if hour % g == 0 and hour + g <= last_hour), None)
+        if grain is not None:
+            blocks.append((grain, hour))
+            hour += grain
+            continue
+        step = min(last_hour, hour - hour % USER_GRAINS_HOURS[-1] + USER_GRAINS_HOURS[-1])
+        if edges and edges[-1][1] == hour:
+            edges[-1] = (edges[-1][0], step)
+        else:
+            edges.append((hour, step))
+        hour = step
+    return blocks, edges

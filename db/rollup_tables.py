@@ -3,13 +3,13 @@
     provider_rollups  (grain, start, provider, category)  attempts, successes, failures per kind, cost,
                       latency sum and histogram of successful attempts, served and fallback counts
     request_rollups   (grain, start, category)            finished requests, by outcome, credits, cost
-    user_rollups      (grain_days, start_day, user_id)    finished requests, net credits, cost per user
+    user_rollups      (grain_hours, start_hour, user_id)  finished requests, net credits, cost per user
 
 `grain` is 3600 (an hour) or 86400 (a day) and `start` the UTC epoch second it begins: a period reads whole
 days from the daily rows and the hours at its edges from the hourly ones. Per-user rows come in aligned
-dyadic blocks of 1, 2, 4, 8 and 16 UTC days (`db.periods.dyadic_cover`), because with thousands of active
-users even one row per user per day is too many to sum for a 30-day top list; the hours at a period's edges
-are summed from the requests' covering index instead.
+blocks of 6 hours and 1, 2, 4, 8, 16 UTC days (`db.periods.user_cover`), because with thousands of active
+users even one row per user per day is too many to sum for a 30-day top list; the few hours at a period's
+edges that no block fits (under 6 at each end) are summed from the requests' covering index instead.
 
 Attempts are counted at their `started_at` hour; everything about a request (served, fallback, credits,
 cost) at its `created_at` hour, once it is finished.
@@ -48,7 +48,7 @@ REQUEST_COUNTERS = (
     "requests", "served", "failed", "canceled", "fallbacks", "credits_charged", "credits_refunded",
     "cost_micros",
 )
-USER_KEYS = ("grain_days", "start_day", "user_id")
+USER_KEYS = ("grain_hours", "start_hour", "user_id")
 USER_COUNTERS = ("requests", "credits", "cost_micros")
 
 
@@ -96,8 +96,8 @@ request_rollups = Table(
 user_rollups = Table(
     "user_rollups",
     Base.metadata,
-    Column("grain_days", Integer, primary_key=True),
-    Column("start_day", Integer, primary_key=True),
+    Column("grain_hours", Integer, primary_key=True),
+    Column("start_hour", Integer, primary_key=True),
     Column("user_id", BigInteger, primary_key=True),
     *[_counter(name) for name in USER_COUNTERS],
     sqlite_with_rowid=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 from logging.config import fileConfig
 from typing import Any
 
@@ -80,10 +81,18 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     url = _url()
-    if make_url(url).get_dialect().is_async:
-        asyncio.run(_run_async(url))
-    else:
+    if not make_url(url).get_dialect().is_async:
         _run_sync(url)
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(_run_async(url))
+        return
+    # Called straight from async code (not via asyncio.to_thread): a private loop in a helper thread;
+    # the caller's loop waits, as it would for any synchronous call
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, _run_async(url)).result()
 
 
 if context.is_offline_mode():

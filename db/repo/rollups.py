@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.dialect import Db, epoch_seconds_sql, upsert_add
 from db.models import CLOSED_STATUSES, Attempt, Request
-from db.periods import DAY_S, HOUR_S, USER_GRAINS_DAYS, epoch_seconds
+from db.periods import DAY_S, HOUR_S, USER_GRAINS_HOURS, epoch_seconds
 from db.rollup_tables import (
     BUCKET_COLUMNS,
     DAILY,
@@ -82,11 +82,11 @@ async def add_finished_request(
         "credits_refunded": refunded, "cost_micros": cost_micros,
     }
     await upsert_add(session, request_rollups, REQUEST_KEYS, _grains(created_at, {"category": category}, counters))
-    day = epoch_seconds(created_at) // DAY_S
+    hour = epoch_seconds(created_at) // HOUR_S
     user_counters = {"requests": 1, "credits": charged - refunded, "cost_micros": cost_micros}
     user_rows = [
-        {"grain_days": g, "start_day": day - day % g, "user_id": user_id, **user_counters}
-        for g in USER_GRAINS_DAYS
+        {"grain_hours": g, "start_hour": hour - hour % g, "user_id": user_id, **user_counters}
+        for g in USER_GRAINS_HOURS
     ]
     await upsert_add(session, user_rollups, USER_KEYS, user_rows)
 
@@ -158,21 +158,20 @@ async def _days_from_hours(session: AsyncSession, table: Any, keys: tuple[str, .
 
 
 async def _rebuild_users(session: AsyncSession) -> None:
-    day = epoch_seconds_sql(session, Request.created_at) // DAY_S
-    single = select(
-        literal(1), day, Request.user_id, func.count(),
+    finest = USER_GRAINS_HOURS[-1]
+    block = epoch_seconds_sql(session, Request.created_at) // HOUR_S // finest * finest
+    blocks = select(
+        literal(finest), block, Request.user_id, func.count(),
         func.sum(Request.credits_charged - Request.credits_refunded), func.sum(Request.cost_micros),
-    ).where(Request.status.in_(CLOSED_STATUSES)).group_by(day, Request.user_id)
-    await session.execute(insert(user_rollups).from_select([*USER_KEYS, *USER_COUNTERS], single))
+    ).where(Request.status.in_(CLOSED_STATUSES)).group_by(block, Request.user_id)
+    await session.execute(insert(user_rollups).from_select([*USER_KEYS, *USER_COUNTERS], blocks))
     t = user_rollups.c
-    for grain in USER_GRAINS_DAYS:
-        if grain == 1:
-            continue
-        start = t.start_day // grain * grain
-        blocks = select(
+    for grain in USER_GRAINS_HOURS[:-1]:
+        start = t.start_hour // grain * grain
+        larger = select(
             literal(grain), start, t.user_id, *[func.sum(t[c]) for c in USER_COUNTERS]
-        ).where(t.grain_days == 1).group_by(start, t.user_id)
-        await session.execute(insert(user_rollups).from_select([*USER_KEYS, *USER_COUNTERS], blocks))
+        ).where(t.grain_hours == finest).group_by(start, t.user_id)
+        await session.execute(insert(user_rollups).from_select([*USER_KEYS, *USER_COUNTERS], larger))
 
 
 async def rebuild_rollups(session: AsyncSession) -> None:

@@ -19,10 +19,10 @@ from db.periods import (
     DAY_S,
     HOUR_S,
     Period,
-    dyadic_cover,
     period_between,
     period_named,
     split_hours,
+    user_cover,
     utcnow,
 )
 from db.repo.stats_types import (
@@ -128,18 +128,18 @@ async def fallback_rate(session: AsyncSession, period: Period, category: str | N
 
 
 def _user_parts(period: Period) -> list[Select[int, int, int, int]]:
-    split = split_hours(*period.hours())
+    blocks, edges = user_cover(*period.hours())
     u = user_rollups.c
     parts: list[Select[int, int, int, int]] = []
-    blocks = dyadic_cover(split.day_from, split.day_to)
     if blocks:
         cover = select(u.user_id, u.requests, u.credits, u.cost_micros).where(
-            or_(*[and_(u.grain_days == grain, u.start_day == start) for grain, start in blocks]))
+            or_(*[and_(u.grain_hours == grain, u.start_hour == start) for grain, start in blocks]))
         parts.append(cover)
-    for a, b in split.edges:
-        # Hours outside whole UTC days are summed from the covering index of the raw requests
+    for a, b in edges:
+        # Hours no block fits are summed from the covering index of the raw requests. `+ 0`: grouping on
+        # the bare column tempts SQLite into a skip-scan of (user_id, created_at), four times slower.
         edge = select(
-            Request.user_id.label("user_id"), literal(1).label("requests"),
+            (Request.user_id + 0).label("user_id"), literal(1).label("requests"),
             (Request.credits_charged - Request.credits_refunded).label("credits"), Request.cost_micros,
         ).where(Request.created_at >= _hour(a), Request.created_at < _hour(b),
                 Request.status.in_(CLOSED_STATUSES))

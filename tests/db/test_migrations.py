@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -22,6 +23,12 @@ def _revisions() -> list[str]:
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
+def _schema(path: Path) -> set[tuple[str, str]]:
+    with sqlite3.connect(path) as con:
+        rows = con.execute("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE '%alembic_version%'").fetchall()
+    return {(name, sql or "") for name, sql in rows}
+
+
 def _tables(path: Path) -> set[str]:
     with sqlite3.connect(path) as con:
         rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
@@ -29,21 +36,22 @@ def _tables(path: Path) -> set[str]:
 
 
 def test_there_is_more_than_one_revision_to_climb() -> None:
-    assert _revisions()[:2] == ["0001", "0002"]
+    assert _revisions()[:3] == ["0001", "0002", "0003"]
 
 
 def test_stairway_every_revision_upgrades_downgrades_and_upgrades_again(tmp_path: Path) -> None:
     path = tmp_path / "stairs.db"
     url = sqlite_url(path)
-    previous = "base"
+    previous, before = "base", _schema(path)
     for revision in _revisions():
         upgrade_database(url, revision)
-        tables = _tables(path)
+        after = _schema(path)
+        assert after != before
         downgrade_database(url, previous)
-        assert _tables(path) < tables  # this revision's tables are gone again
+        assert _schema(path) == before
         upgrade_database(url, revision)
-        assert _tables(path) == tables
-        previous = revision
+        assert _schema(path) == after
+        previous, before = revision, after
     downgrade_database(url, "base")
     assert _tables(path) == set()
 
@@ -75,3 +83,36 @@ async def test_sqlite_connections_get_wal_busy_timeout_and_foreign_keys(db_url: 
     await engine.dispose()
     assert pragmas == {"journal_mode": "wal", "busy_timeout": 5000, "foreign_keys": 1, "synchronous": 1}
     assert {"ix_requests_user_created", "ix_requests_created_cover"} <= {i["name"] for i in indexes}
+
+
+async def test_0003_refills_the_user_rollups_as_a_rebuild_would(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from db.engine import make_session_maker
+    from db.repo.rollups import rebuild_rollups
+    from db.rollup_tables import user_rollups
+    from tests.db.support import fail, make_user, reserve, serve
+
+    url = sqlite_url(tmp_path / "refill.db")
+    await asyncio.to_thread(upgrade_database, url)
+    engine = make_engine(url)
+    start = datetime(2024, 5, 1, 3, tzinfo=UTC)
+    async with make_session_maker(engine)() as s, s.begin():
+        for user in (1, 2):
+            await make_user(s, user, credits=100)
+        for n in range(40):
+            rid = (await reserve(s, 1 + n % 2, 1 + n % 3, now=start + timedelta(hours=7 * n))).request_id
+            assert rid is not None
+            await (serve(s, rid, cost=n) if n % 4 else fail(s, rid))
+    await engine.dispose()
+    await asyncio.to_thread(downgrade_database, url, "0002")
+    upgrade_database(url)  # 0003 refills from the requests; called inside a running loop on purpose
+    engine = make_engine(url)
+    async with make_session_maker(engine)() as s, s.begin():
+        migrated = set((await s.execute(select(user_rollups))).all())
+        await rebuild_rollups(s)
+        rebuilt = set((await s.execute(select(user_rollups))).all())
+    await engine.dispose()
+    assert migrated == rebuilt and len(rebuilt) > 40
