@@ -18,21 +18,19 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, insert, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from db.dialect import insert_for
+from db.dialect import dialect_name
 from db.models import (
     MESSAGE_MAX,
     OPEN_STATUSES,
     PROMPT_MAX,
-    attempts_table,
-    ledger_table,
     requests_table,
     users_table,
 )
 from db.periods import budget_keys, utcnow
-from db.repo import rollups
+from db.repo import rollups, statements
 from db.repo.jobs import list_resumable, mark_running, set_job
 from db.repo.records import AttemptRecord, Budget, Reservation, ReservationStatus, ResumableJob, ServedRecord
 
@@ -56,12 +54,13 @@ async def reserve_request(
     now = now or utcnow()
     day_key, month_key = budget_keys(now, budget.tz)
     conn = await session.connection()
-    stmt = insert_for(conn, requests_table).values(
-        user_id=tg_id, chat_id=chat_id, update_id=update_id, label=label, category=str(category),
-        prompt=prompt[:PROMPT_MAX], status="pending", route_first_provider=route_first_provider,
-        credits_charged=credits, budget_day_key=day_key, budget_month_key=month_key, created_at=now,
-    ).on_conflict_do_nothing(index_elements=["update_id"]).returning(R.id)
-    request_id = (await conn.execute(stmt)).scalar_one_or_none()
+    values = {
+        "p_user_id": tg_id, "p_chat_id": chat_id, "p_update_id": update_id, "p_label": label,
+        "p_category": str(category), "p_prompt": prompt[:PROMPT_MAX], "p_status": "pending",
+        "p_route_first_provider": route_first_provider, "p_credits_charged": credits,
+        "p_budget_day_key": day_key, "p_budget_month_key": month_key, "p_created_at": now,
+    }
+    request_id = (await conn.execute(statements.open_request(dialect_name(conn)), values)).scalar_one_or_none()
     if request_id is None:
         earlier = await conn.scalar(select(R.id).where(R.update_id == update_id))
         return Reservation("duplicate", earlier, await _balance(conn, tg_id))
@@ -79,28 +78,18 @@ async def reserve_request(
 async def _ledger(
     conn: AsyncConnection, tg_id: int, delta: int, reason: str, request_id: int, now: datetime
 ) -> None:
-    await conn.execute(insert(ledger_table).values(
-        user_id=tg_id, delta=delta, reason=reason, request_id=request_id, created_at=now))
+    await conn.execute(statements.INSERT_LEDGER, {
+        "user_id": tg_id, "delta": delta, "reason": reason, "request_id": request_id, "created_at": now})
 
 
 async def _charge(
     conn: AsyncConnection, tg_id: int, credits: int, budget: Budget, day_key: int, month_key: int
 ) -> int | None:
-    """The one conditional UPDATE: balance, day and month budgets checked and charged together."""
-    spent_day = case((U.spent_day_key == day_key, U.spent_day), else_=0)
-    spent_month = case((U.spent_month_key == month_key, U.spent_month), else_=0)
-    conditions = [U.id == tg_id, U.credits >= credits]
-    if budget.per_day:
-        conditions.append(spent_day + credits <= budget.per_day)
-    if budget.per_month:
-        conditions.append(spent_month + credits <= budget.per_month)
-    stmt = (
-        update(users_table).where(and_(*conditions))
-        .values(credits=U.credits - credits, spent_day=spent_day + credits, spent_day_key=day_key,
-                spent_month=spent_month + credits, spent_month_key=month_key)
-        .returning(U.credits)
-    )
-    balance = (await conn.execute(stmt)).scalar_one_or_none()
+    """The one conditional UPDATE (statements.charge); None when it matched no row."""
+    stmt = statements.charge(bool(budget.per_day), bool(budget.per_month))
+    values = {"p_user_id": tg_id, "p_credits": credits, "p_day_key": day_key, "p_month_key": month_key,
+              "p_per_day": budget.per_day, "p_per_month": budget.per_month}
+    balance = (await conn.execute(stmt, values)).scalar_one_or_none()
     return None if balance is None else int(balance)
 
 
@@ -147,26 +136,12 @@ async def record_attempts(
                                             cost_micros=a.cost_micros)
     conn = await session.connection()
     if rows:
-        await conn.execute(insert(attempts_table), rows)
+        await conn.execute(statements.INSERT_ATTEMPTS, rows)
     await rollups.add_provider_rows(conn, rollup_rows)
 
 
 async def record_attempt(session: AsyncSession, request_id: int, attempt: AttemptRecord) -> None:
     await record_attempts(session, request_id, [attempt])
-
-
-def _fallback(served: ServedRecord) -> Any:
-    """Served by someone other than the route's first provider (given now, or stored at reserve time)."""
-    if served.fallback is not None:
-        return served.fallback
-    if served.route_first_provider is not None:
-        return served.route_first_provider != served.provider
-    return case((R.route_first_provider.is_not(None) & (R.route_first_provider != served.provider), True),
-                else_=False)
-
-
-_CLOSED_ROW = (R.user_id, R.category, R.created_at, R.credits_charged, R.credits_refunded, R.budget_day_key,
-               R.budget_month_key, R.fallback)
 
 
 async def close_served(
@@ -176,19 +151,15 @@ async def close_served(
 
     `attempts` not recorded yet (record_attempt) may be passed here: they share the statements.
     """
-    first = served.route_first_provider
-    stmt = (
-        update(requests_table).where(R.id == request_id, R.status.in_(OPEN_STATUSES))
-        .values(status="served", provider=served.provider, model=served.model, cost_micros=served.cost_micros,
-                latency_ms=max(0, round(served.latency_ms)), usage=dict(served.usage),
-                price_snapshot=None if served.prices is None else dict(served.prices),
-                route_first_provider=R.route_first_provider if first is None else first,
-                fallback=_fallback(served), finished_at=served.finished_at or utcnow(),
-                provider_job_id=served.job_id or R.provider_job_id)
-        .returning(*_CLOSED_ROW)
-    )
+    values = {
+        "p_id": request_id, "p_provider": served.provider, "p_model": served.model,
+        "p_cost_micros": served.cost_micros, "p_latency_ms": max(0, round(served.latency_ms)),
+        "p_usage": dict(served.usage), "p_price_snapshot": None if served.prices is None else dict(served.prices),
+        "p_first": served.route_first_provider, "p_fallback": served.fallback,
+        "p_finished_at": served.finished_at or utcnow(), "p_provider_job_id": served.job_id,
+    }
     conn = await session.connection()
-    row = (await conn.execute(stmt)).one_or_none()
+    row = (await conn.execute(statements.close_served(), values)).one_or_none()
     if row is None:
         await record_attempts(session, request_id, attempts)
         return False
@@ -216,14 +187,11 @@ async def close_failed(
     now = now or utcnow()
     await record_attempts(session, request_id, attempts)
     status = "canceled" if canceled else "failed"
-    stmt = (
-        update(requests_table).where(R.id == request_id, R.status.in_(OPEN_STATUSES))
-        .values(status=status, error_kind=str(error_kind)[:32], error_message=message[:MESSAGE_MAX] or None,
-                finished_at=now, cost_micros=cost_micros, credits_refunded=R.credits_charged if refund else 0)
-        .returning(*_CLOSED_ROW)
-    )
+    values = {"p_id": request_id, "p_status": status, "p_error_kind": str(error_kind)[:32],
+              "p_error_message": message[:MESSAGE_MAX] or None, "p_finished_at": now, "p_cost_micros": cost_micros,
+              "p_refund": refund}
     conn = await session.connection()
-    row = (await conn.execute(stmt)).one_or_none()
+    row = (await conn.execute(statements.close_failed(), values)).one_or_none()
     if row is None:
         return False
     user_id, category, created_at, charged, refunded, day_key, month_key, _fallback_flag = row
@@ -240,13 +208,8 @@ async def _refund(
     conn: AsyncConnection, user_id: int, request_id: int, credits: int, day_key: int | None,
     month_key: int | None, now: datetime,
 ) -> None:
-    # Give the budget back too, when the counters still count the period the charge was made in
-    back_day = case((U.spent_day_key == day_key, U.spent_day - credits), else_=U.spent_day)
-    back_month = case((U.spent_month_key == month_key, U.spent_month - credits), else_=U.spent_month)
-    await conn.execute(
-        update(users_table).where(U.id == user_id)
-        .values(credits=U.credits + credits, spent_day=back_day, spent_month=back_month)
-    )
+    await conn.execute(statements.refund(), {"p_user_id": user_id, "p_credits": credits, "p_day_key": day_key,
+                                             "p_month_key": month_key})
     await _ledger(conn, user_id, credits, "refund", request_id, now)
 
 
