@@ -16,6 +16,7 @@ from providers.base import CallContext
 from providers.config import ProviderConfig
 from providers.errors import ErrorKind, ProviderError
 from providers.types import Category, ChatMessage, GenerationRequest, StreamChunk, Usage
+from tests.adapter_support import fake_fixture
 from tests.fakes.anthropic import FakeAnthropic, anthropic_error
 
 E = ErrorKind
@@ -23,16 +24,7 @@ CTX = CallContext(timeout_s=5.0)
 U, A, S = "user", "assistant", "system"
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAnthropic]:
-    async with FakeAnthropic() as server:
-        yield server
+fake = fake_fixture(FakeAnthropic)
 
 
 def make(url: str, http: httpx.AsyncClient, key: str = "test-key", **options: Any) -> AnthropicAdapter:

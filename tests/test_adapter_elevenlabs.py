@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -11,54 +10,32 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from providers.adapters.elevenlabs import DEFAULT_VOICE_ID, ElevenLabsAdapter
-from providers.base import CallContext
-from providers.config import ProviderConfig
-from providers.errors import ErrorKind, ProviderError
+from providers.errors import ErrorKind
 from providers.types import Category, GenerationRequest
+from tests.adapter_support import adapter_config, answer, failure, fake_fixture
+from tests.adapter_support import call_context as ctx
 from tests.fakes.elevenlabs import MP3_BYTES, FakeElevenLabs, error_new, error_old, validation_error
 
 MODEL = "eleven_multilingual_v2"
 
 
-def ctx(timeout_s: float = 5.0) -> CallContext:
-    return CallContext(timeout_s=timeout_s)
-
-
-def make_adapter(base_url: str, client: httpx.AsyncClient, key: str = "xi-test-key",
+def make_adapter(base_url: str, http: httpx.AsyncClient, key: str = "xi-test-key",
                  **options: Any) -> ElevenLabsAdapter:
-    config = ProviderConfig(name="elevenlabs", kind="elevenlabs", base_url=base_url, api_key=key,
-                            api_key_env="ELEVENLABS_API_KEY", models={Category.AUDIO: MODEL}, options=options)
-    return ElevenLabsAdapter(config, client)
+    config = adapter_config("elevenlabs", base_url, key, "ELEVENLABS_API_KEY", {Category.AUDIO: MODEL}, options)
+    return ElevenLabsAdapter(config, http)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeElevenLabs]:
-    server = FakeElevenLabs()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
+fake = fake_fixture(FakeElevenLabs)
 
 
 def speech(text: str = "Hello there", **options: Any) -> GenerationRequest:
     return GenerationRequest(Category.AUDIO, prompt=text, options=options)
 
 
-async def failure(coro: Any) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        await coro
-    return info.value
-
-
 # --- requests and answers ------------------------------------------------------------------------
 
-async def test_request_shape_and_audio_answer(fake: FakeElevenLabs, client: httpx.AsyncClient) -> None:
-    result = await make_adapter(fake.url, client).generate(speech(), MODEL, ctx())
+async def test_request_shape_and_audio_answer(fake: FakeElevenLabs, http: httpx.AsyncClient) -> None:
+    result = await make_adapter(fake.url, http).generate(speech(), MODEL, ctx())
 
     (call,) = fake.calls
     assert (call.method, call.path) == ("POST", f"/v1/text-to-speech/{DEFAULT_VOICE_ID}")
@@ -77,41 +54,41 @@ async def test_request_shape_and_audio_answer(fake: FakeElevenLabs, client: http
     ({}, {}, DEFAULT_VOICE_ID),
 ])
 async def test_voice_comes_from_request_then_config_then_default(
-        fake: FakeElevenLabs, client: httpx.AsyncClient, request_options: dict[str, str],
+        fake: FakeElevenLabs, http: httpx.AsyncClient, request_options: dict[str, str],
         config_options: dict[str, str], voice: str) -> None:
-    await make_adapter(fake.url, client, **config_options).generate(speech(**request_options), MODEL, ctx())
+    await make_adapter(fake.url, http, **config_options).generate(speech(**request_options), MODEL, ctx())
     assert fake.calls[0].path == f"/v1/text-to-speech/{voice}"
 
 
-async def test_voice_settings_and_output_format_are_sent(fake: FakeElevenLabs, client: httpx.AsyncClient) -> None:
+async def test_voice_settings_and_output_format_are_sent(fake: FakeElevenLabs, http: httpx.AsyncClient) -> None:
     settings = {"stability": 0.4, "similarity_boost": 0.8}
-    adapter = make_adapter(fake.url, client, output_format="mp3_22050_32")
+    adapter = make_adapter(fake.url, http, output_format="mp3_22050_32")
     await adapter.generate(speech(voice_settings=settings), MODEL, ctx())
     assert fake.calls[0].json["voice_settings"] == settings
     assert fake.calls[0].query["output_format"] == "mp3_22050_32"
 
 
 @pytest.mark.parametrize("text", ["a", "Привет, мир", "emoji 🎉 ok", "x" * 4999])
-async def test_usage_counts_the_characters_of_the_text(fake: FakeElevenLabs, client: httpx.AsyncClient,
+async def test_usage_counts_the_characters_of_the_text(fake: FakeElevenLabs, http: httpx.AsyncClient,
                                                        text: str) -> None:
-    result = await make_adapter(fake.url, client).generate(speech(text), MODEL, ctx())
+    result = await make_adapter(fake.url, http).generate(speech(text), MODEL, ctx())
     assert result.usage.characters == len(text) == len(fake.calls[0].json["text"])
 
 
 @pytest.mark.parametrize("request_", [speech("   "), GenerationRequest(Category.IMAGE, prompt="a cat")])
-async def test_unusable_requests_fail_without_a_call(fake: FakeElevenLabs, client: httpx.AsyncClient,
+async def test_unusable_requests_fail_without_a_call(fake: FakeElevenLabs, http: httpx.AsyncClient,
                                                      request_: GenerationRequest) -> None:
-    err = await failure(make_adapter(fake.url, client).generate(request_, MODEL, ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(request_, MODEL, ctx()))
     assert err.kind is ErrorKind.BAD_REQUEST and fake.calls == []
 
 
 # --- errors from the fake's own behaviour ----------------------------------------------------------
 
 @pytest.mark.parametrize("old_form", [False, True])
-async def test_real_failures_of_the_fake(fake: FakeElevenLabs, client: httpx.AsyncClient, old_form: bool) -> None:
+async def test_real_failures_of_the_fake(fake: FakeElevenLabs, http: httpx.AsyncClient, old_form: bool) -> None:
     fake.old_errors = old_form
-    adapter = make_adapter(fake.url, client)
-    wrong_key = await failure(make_adapter(fake.url, client, key="xi-wrong").generate(speech(), MODEL, ctx()))
+    adapter = make_adapter(fake.url, http)
+    wrong_key = await failure(make_adapter(fake.url, http, key="xi-wrong").generate(speech(), MODEL, ctx()))
     assert wrong_key.kind is ErrorKind.AUTH and "xi-wrong" not in str(wrong_key)
     voice = await failure(adapter.generate(speech(voice_id="nope"), MODEL, ctx()))
     assert voice.kind is ErrorKind.BAD_REQUEST and "voice_not_found" in voice.message
@@ -121,10 +98,10 @@ async def test_real_failures_of_the_fake(fake: FakeElevenLabs, client: httpx.Asy
 
 
 @pytest.mark.parametrize("old_form", [False, True])
-async def test_spent_quota_on_401_is_quota_not_auth(fake: FakeElevenLabs, client: httpx.AsyncClient,
+async def test_spent_quota_on_401_is_quota_not_auth(fake: FakeElevenLabs, http: httpx.AsyncClient,
                                                     old_form: bool) -> None:
     fake.old_errors, fake.quota_chars = old_form, 12
-    adapter = make_adapter(fake.url, client)
+    adapter = make_adapter(fake.url, http)
     await adapter.generate(speech("ten chars."), MODEL, ctx())
     err = await failure(adapter.generate(speech("ten chars."), MODEL, ctx()))
     assert (err.kind, err.status) == (ErrorKind.QUOTA_EXHAUSTED, 401)
@@ -154,16 +131,16 @@ ERROR_CASES = (
 
 
 @pytest.mark.parametrize(("status", "payload", "kind"), ERROR_CASES)
-async def test_error_shapes_map_to_kinds(fake: FakeElevenLabs, client: httpx.AsyncClient, status: int,
+async def test_error_shapes_map_to_kinds(fake: FakeElevenLabs, http: httpx.AsyncClient, status: int,
                                          payload: Any, kind: ErrorKind) -> None:
     fake.fail_next(status, payload)
-    err = await failure(make_adapter(fake.url, client).generate(speech(), MODEL, ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(speech(), MODEL, ctx()))
     assert (err.kind, err.status, err.provider) == (kind, status, "elevenlabs")
 
 
-async def test_retry_after_is_kept(fake: FakeElevenLabs, client: httpx.AsyncClient) -> None:
+async def test_retry_after_is_kept(fake: FakeElevenLabs, http: httpx.AsyncClient) -> None:
     fake.fail_next(429, error_new("concurrent_limit_exceeded", "Too many concurrent requests"), {"Retry-After": "3"})
-    err = await failure(make_adapter(fake.url, client).generate(speech(), MODEL, ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(speech(), MODEL, ctx()))
     assert (err.kind, err.retry_after_s) == (ErrorKind.RATE_LIMITED, 3.0)
 
 
@@ -174,16 +151,16 @@ async def test_retry_after_is_kept(fake: FakeElevenLabs, client: httpx.AsyncClie
     (b"not an mp3 at all", {"Content-Type": "audio/mpeg"}),
     (b'{"detail": "x"}', {"Content-Type": "application/octet-stream"}),
 ])
-async def test_garbage_bodies_are_invalid_response(fake: FakeElevenLabs, client: httpx.AsyncClient,
+async def test_garbage_bodies_are_invalid_response(fake: FakeElevenLabs, http: httpx.AsyncClient,
                                                    payload: Any, headers: dict[str, str]) -> None:
     fake.fail_next(200, payload, headers)
-    err = await failure(make_adapter(fake.url, client).generate(speech(), MODEL, ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(speech(), MODEL, ctx()))
     assert err.kind is ErrorKind.INVALID_RESPONSE
 
 
-async def test_hanging_server_is_unavailable(fake: FakeElevenLabs, client: httpx.AsyncClient) -> None:
+async def test_hanging_server_is_unavailable(fake: FakeElevenLabs, http: httpx.AsyncClient) -> None:
     fake.hang = True
-    err = await failure(make_adapter(fake.url, client).generate(speech(), MODEL, ctx(timeout_s=0.2)))
+    err = await failure(make_adapter(fake.url, http).generate(speech(), MODEL, ctx(timeout_s=0.2)))
     assert err.kind is ErrorKind.UNAVAILABLE
 
 
@@ -192,8 +169,8 @@ async def test_hanging_server_is_unavailable(fake: FakeElevenLabs, client: httpx
 OFFLINE = make_adapter("http://elevenlabs.test", httpx.AsyncClient())  # only its error() is used
 
 
-def synthetic(status: int, payload: Any) -> httpx.Response:
-    return httpx.Response(status, json=payload, request=httpx.Request("POST", "http://elevenlabs.test/x"))
+def synthetic(status: int, payload: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    return answer(status, payload, "http://elevenlabs.test/x", headers)
 
 
 @given(st.integers(400, 499), st.text(max_size=60), st.booleans())
@@ -206,7 +183,5 @@ def test_quota_exceeded_is_quota_whatever_the_status_or_form(status: int, messag
                         "system_busy"]), st.booleans(), st.floats(0, 3600, allow_nan=False))
 def test_rate_codes_keep_the_retry_after(code: str, old: bool, wait: float) -> None:
     payload = error_old(code, "slow down") if old else error_new(code, "slow down")
-    response = httpx.Response(429, json=payload, headers={"retry-after": repr(wait)},
-                              request=httpx.Request("POST", "http://elevenlabs.test/x"))
-    err = OFFLINE.error(response)
+    err = OFFLINE.error(synthetic(429, payload, {"retry-after": repr(wait)}))
     assert err.kind is ErrorKind.RATE_LIMITED and err.retry_after_s == pytest.approx(wait)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -11,55 +10,33 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from providers.adapters.huggingface import HuggingFaceAdapter, hf_parameters
-from providers.base import CallContext
-from providers.config import ProviderConfig
-from providers.errors import ErrorKind, ProviderError
+from providers.errors import ErrorKind
 from providers.types import Category, GenerationRequest
+from tests.adapter_support import adapter_config, answer, failure, fake_fixture
+from tests.adapter_support import call_context as ctx
 from tests.fakes.huggingface import FakeHuggingFace, credits_exceeded_body, loading_body
 from tests.fakes.stability import JPEG_1X1, PNG_1X1
 
 MODEL = "black-forest-labs/FLUX.1-schnell"
 
 
-def ctx(timeout_s: float = 5.0) -> CallContext:
-    return CallContext(timeout_s=timeout_s)
-
-
-def make_adapter(base_url: str, client: httpx.AsyncClient, key: str = "hf_test_token",
+def make_adapter(base_url: str, http: httpx.AsyncClient, key: str = "hf_test_token",
                  **options: Any) -> HuggingFaceAdapter:
-    config = ProviderConfig(name="huggingface", kind="huggingface", base_url=base_url, api_key=key,
-                            api_key_env="HF_TOKEN", models={Category.IMAGE: MODEL}, options=options)
-    return HuggingFaceAdapter(config, client)
+    config = adapter_config("huggingface", base_url, key, "HF_TOKEN", {Category.IMAGE: MODEL}, options)
+    return HuggingFaceAdapter(config, http)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeHuggingFace]:
-    server = FakeHuggingFace()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
+fake = fake_fixture(FakeHuggingFace)
 
 
 def image(prompt: str = "a lighthouse at dusk", **options: Any) -> GenerationRequest:
     return GenerationRequest(Category.IMAGE, prompt=prompt, options=options)
 
 
-async def failure(coro: Any) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        await coro
-    return info.value
-
-
 # --- requests and answers ------------------------------------------------------------------------
 
-async def test_request_shape_and_image_answer(fake: FakeHuggingFace, client: httpx.AsyncClient) -> None:
-    result = await make_adapter(fake.url, client).generate(image(), MODEL, ctx())
+async def test_request_shape_and_image_answer(fake: FakeHuggingFace, http: httpx.AsyncClient) -> None:
+    result = await make_adapter(fake.url, http).generate(image(), MODEL, ctx())
 
     (call,) = fake.calls
     assert (call.method, call.path) == ("POST", f"/hf-inference/models/{MODEL}")  # the slash stays a slash
@@ -71,8 +48,8 @@ async def test_request_shape_and_image_answer(fake: FakeHuggingFace, client: htt
     assert result.usage.images == 1 and result.model == MODEL
 
 
-async def test_only_known_parameters_are_sent(fake: FakeHuggingFace, client: httpx.AsyncClient) -> None:
-    adapter = make_adapter(fake.url, client, parameters={"num_inference_steps": 4, "guidance_scale": 1.5})
+async def test_only_known_parameters_are_sent(fake: FakeHuggingFace, http: httpx.AsyncClient) -> None:
+    adapter = make_adapter(fake.url, http, parameters={"num_inference_steps": 4, "guidance_scale": 1.5})
     request = image(size="768x512", seed=7, negative_prompt="fog", aspect_ratio="3:2", voice_id="x",
                     guidance_scale=3.0)
     await adapter.generate(request, MODEL, ctx())
@@ -80,31 +57,31 @@ async def test_only_known_parameters_are_sent(fake: FakeHuggingFace, client: htt
                                                 "num_inference_steps": 4, "guidance_scale": 3.0}
 
 
-async def test_mime_follows_the_content_type(fake: FakeHuggingFace, client: httpx.AsyncClient) -> None:
+async def test_mime_follows_the_content_type(fake: FakeHuggingFace, http: httpx.AsyncClient) -> None:
     fake.image_format = "png"
-    result = await make_adapter(fake.url, client).generate(image(), MODEL, ctx())
+    result = await make_adapter(fake.url, http).generate(image(), MODEL, ctx())
     assert (result.media[0].mime, result.media[0].data) == ("image/png", PNG_1X1)
 
 
-async def test_unlabelled_but_real_image_is_accepted(fake: FakeHuggingFace, client: httpx.AsyncClient) -> None:
+async def test_unlabelled_but_real_image_is_accepted(fake: FakeHuggingFace, http: httpx.AsyncClient) -> None:
     fake.fail_next(200, PNG_1X1, {"Content-Type": "application/octet-stream"})
-    result = await make_adapter(fake.url, client).generate(image(), MODEL, ctx())
+    result = await make_adapter(fake.url, http).generate(image(), MODEL, ctx())
     assert result.media[0].mime == "image/png"
 
 
 @pytest.mark.parametrize("request_", [image("  "), GenerationRequest(Category.AUDIO, prompt="hello")])
-async def test_unusable_requests_fail_without_a_call(fake: FakeHuggingFace, client: httpx.AsyncClient,
+async def test_unusable_requests_fail_without_a_call(fake: FakeHuggingFace, http: httpx.AsyncClient,
                                                      request_: GenerationRequest) -> None:
-    err = await failure(make_adapter(fake.url, client).generate(request_, MODEL, ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(request_, MODEL, ctx()))
     assert err.kind is ErrorKind.BAD_REQUEST and fake.calls == []
 
 
 # --- the loading trap ------------------------------------------------------------------------------
 
 async def test_loading_model_is_unavailable_for_its_estimated_time(fake: FakeHuggingFace,
-                                                                   client: httpx.AsyncClient) -> None:
+                                                                   http: httpx.AsyncClient) -> None:
     fake.loading_times, fake.estimated_time = 1, 37.5
-    adapter = make_adapter(fake.url, client)
+    adapter = make_adapter(fake.url, http)
     err = await failure(adapter.generate(image(), MODEL, ctx()))
     assert (err.kind, err.status, err.retry_after_s) == (ErrorKind.UNAVAILABLE, 503, 37.5)
     assert "loading" in err.message
@@ -133,22 +110,22 @@ ERROR_CASES = [
 
 
 @pytest.mark.parametrize(("status", "payload", "headers", "kind", "retry"), ERROR_CASES)
-async def test_error_shapes_map_to_kinds(fake: FakeHuggingFace, client: httpx.AsyncClient, status: int,
+async def test_error_shapes_map_to_kinds(fake: FakeHuggingFace, http: httpx.AsyncClient, status: int,
                                          payload: Any, headers: dict[str, str], kind: ErrorKind,
                                          retry: float | None) -> None:
     fake.fail_next(status, payload, headers)
-    err = await failure(make_adapter(fake.url, client).generate(image(), MODEL, ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(image(), MODEL, ctx()))
     assert (err.kind, err.status, err.retry_after_s, err.provider) == (kind, status, retry, "huggingface")
 
 
-async def test_real_failures_of_the_fake(fake: FakeHuggingFace, client: httpx.AsyncClient) -> None:
-    wrong = await failure(make_adapter(fake.url, client, key="hf_wrong").generate(image(), MODEL, ctx()))
+async def test_real_failures_of_the_fake(fake: FakeHuggingFace, http: httpx.AsyncClient) -> None:
+    wrong = await failure(make_adapter(fake.url, http, key="hf_wrong").generate(image(), MODEL, ctx()))
     assert wrong.kind is ErrorKind.AUTH and "hf_wrong" not in str(wrong)
     # a provider default the model does not know: the real service rejects it as a bad request
-    odd = make_adapter(fake.url, client, parameters={"strength": 0.3})
+    odd = make_adapter(fake.url, http, parameters={"strength": 0.3})
     assert (await failure(odd.generate(image(), MODEL, ctx()))).kind is ErrorKind.BAD_REQUEST
     fake.models = {"other/model"}
-    missing = await failure(make_adapter(fake.url, client).generate(image(), MODEL, ctx()))
+    missing = await failure(make_adapter(fake.url, http).generate(image(), MODEL, ctx()))
     assert (missing.kind, missing.status) == (ErrorKind.UNAVAILABLE, 404)
 
 
@@ -159,10 +136,10 @@ async def test_real_failures_of_the_fake(fake: FakeHuggingFace, client: httpx.As
     ({"error": "Something went wrong in the pipeline"}, ErrorKind.UNAVAILABLE, None),
     ({"error": ["NSFW content detected in the output"]}, ErrorKind.CONTENT_POLICY, None),
 ])
-async def test_error_body_on_200_is_classified(fake: FakeHuggingFace, client: httpx.AsyncClient, payload: Any,
+async def test_error_body_on_200_is_classified(fake: FakeHuggingFace, http: httpx.AsyncClient, payload: Any,
                                                kind: ErrorKind, retry: float | None) -> None:
     fake.fail_next(200, payload)
-    err = await failure(make_adapter(fake.url, client).generate(image(), MODEL, ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(image(), MODEL, ctx()))
     assert (err.kind, err.status, err.retry_after_s) == (kind, 200, retry)
 
 
@@ -175,16 +152,16 @@ async def test_error_body_on_200_is_classified(fake: FakeHuggingFace, client: ht
     (b"\x00\x01\x02garbage", {"Content-Type": "application/octet-stream"}),
     (b"{not json", {"Content-Type": "application/json"}),
 ])
-async def test_garbage_bodies_are_invalid_response(fake: FakeHuggingFace, client: httpx.AsyncClient,
+async def test_garbage_bodies_are_invalid_response(fake: FakeHuggingFace, http: httpx.AsyncClient,
                                                    payload: Any, headers: dict[str, str]) -> None:
     fake.fail_next(200, payload, headers)
-    err = await failure(make_adapter(fake.url, client).generate(image(), MODEL, ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(image(), MODEL, ctx()))
     assert err.kind is ErrorKind.INVALID_RESPONSE
 
 
-async def test_hanging_server_is_unavailable(fake: FakeHuggingFace, client: httpx.AsyncClient) -> None:
+async def test_hanging_server_is_unavailable(fake: FakeHuggingFace, http: httpx.AsyncClient) -> None:
     fake.hang = True
-    err = await failure(make_adapter(fake.url, client).generate(image(), MODEL, ctx(timeout_s=0.2)))
+    err = await failure(make_adapter(fake.url, http).generate(image(), MODEL, ctx(timeout_s=0.2)))
     assert err.kind is ErrorKind.UNAVAILABLE
 
 
@@ -195,9 +172,7 @@ OFFLINE = make_adapter("http://hf.test", httpx.AsyncClient())  # only its error(
 
 @given(st.floats(0, 86_400, allow_nan=False), st.text(max_size=30))
 def test_estimated_time_becomes_the_retry_wait(estimated: float, model: str) -> None:
-    response = httpx.Response(503, json=loading_body(model, estimated),
-                              request=httpx.Request("POST", "http://hf.test/x"))
-    err = OFFLINE.error(response)
+    err = OFFLINE.error(answer(503, loading_body(model, estimated), "http://hf.test/x"))
     assert err.kind is ErrorKind.UNAVAILABLE and err.retry_after_s == estimated
 
 

@@ -18,12 +18,6 @@ CTX = CallContext(timeout_s=5.0)
 KINDS = ["openai", "openrouter", "xai", "aimlapi", "poe", "groq", "deepseek"]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
 @pytest.fixture(params=KINDS)
 async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI(request.param) as server:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,9 +15,9 @@ from hypothesis import strategies as st
 
 from providers.adapters.openai_compat import ADAPTER_CLASSES, OpenAICompatAdapter
 from providers.base import CallContext
-from providers.config import ProviderConfig
 from providers.errors import ErrorKind, ProviderError
 from providers.types import Category, GenerationRequest
+from tests.adapter_support import adapter_config
 from tests.fakes.openai import FakeOpenAI, aimlapi_error, openai_error, openrouter_error, xai_error
 
 E = ErrorKind
@@ -100,15 +99,9 @@ CASES: list[tuple[str, int, Any, dict[str, str], ErrorKind, float | None]] = [
 ]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
 def make(kind: str, client: httpx.AsyncClient, url: str = "http://127.0.0.1:9", key: str = "test-key"
          ) -> OpenAICompatAdapter:
-    config = ProviderConfig(name=kind, kind=kind, base_url=url, api_key=key, api_key_env="K")
+    config = adapter_config(kind, url, key, "K")
     return ADAPTER_CLASSES[kind](config, client)
 
 

@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
 from providers.adapters.openai_compat import ADAPTER_CLASSES, OpenAICompatAdapter
 from providers.adapters.openai_media import sniff_image_mime
 from providers.base import CallContext
-from providers.config import ProviderConfig
 from providers.errors import ErrorKind, ProviderError
 from providers.types import Category, GenerationRequest, Usage
+from tests.adapter_support import adapter_config, fake_fixture
 from tests.fakes.openai import MP3_BYTES, PNG_1X1, FakeOpenAI, openai_error
 
 CTX = CallContext(timeout_s=5.0)
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as server:
-        yield server
+fake = fake_fixture(FakeOpenAI)
 
 
 def make(fake: FakeOpenAI, http: httpx.AsyncClient) -> OpenAICompatAdapter:
     kind = fake.dialect
-    config = ProviderConfig(name=kind, kind=kind, base_url=fake.url, api_key="test-key", api_key_env="K")
+    config = adapter_config(kind, fake.url, "test-key", "K")
     return ADAPTER_CLASSES[kind](config, http)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,10 +11,10 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from providers.adapters.replicate import ReplicateAdapter
-from providers.base import CallContext
-from providers.config import ProviderConfig
 from providers.errors import ErrorKind, ProviderError
 from providers.types import Category, EditOp, GenerationRequest
+from tests.adapter_support import adapter_config, answer, fake_fixture
+from tests.adapter_support import call_context as ctx
 from tests.fakes.replicate import FakeReplicate, Prediction
 
 TOKEN = "r8_secret_token_for_tests"
@@ -23,38 +22,22 @@ FLUX = "black-forest-labs/flux-schnell"
 VERSION = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
 
 
-def make_adapter(fake: FakeReplicate, client: httpx.AsyncClient, token: str | None = TOKEN,
+def make_adapter(fake: FakeReplicate, http: httpx.AsyncClient, token: str | None = TOKEN,
                  **options: Any) -> ReplicateAdapter:
-    config = ProviderConfig(name="replicate", kind="replicate", base_url=fake.base_url, api_key=token,
-                            api_key_env="REPLICATE_API_TOKEN", timeout_s=5.0,
-                            models={Category.IMAGE: FLUX}, options=options)
-    return ReplicateAdapter(config, client)
+    config = adapter_config("replicate", fake.base_url, token, "REPLICATE_API_TOKEN", {Category.IMAGE: FLUX},
+                            options, timeout_s=5.0)
+    return ReplicateAdapter(config, http)
 
 
-def ctx(**kw: Any) -> CallContext:
-    return CallContext(timeout_s=kw.pop("timeout_s", 5.0), poll_interval_s=kw.pop("poll_interval_s", 0.01),
-                       max_poll_s=kw.pop("max_poll_s", 5.0), **kw)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeReplicate]:
-    async with FakeReplicate(token=TOKEN) as server:
-        assert isinstance(server, FakeReplicate)
-        yield server
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
+fake = fake_fixture(FakeReplicate, token=TOKEN)
 
 
 IMAGE = GenerationRequest(Category.IMAGE, prompt="a red fox", options={"aspect_ratio": "16:9", "num_outputs": 1})
 
 
-async def test_create_then_poll_to_success(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_create_then_poll_to_success(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     fake.polls_until_done = 3
-    result = await make_adapter(fake, client).generate(IMAGE, FLUX, ctx())
+    result = await make_adapter(fake, http).generate(IMAGE, FLUX, ctx())
     create = fake.calls[0]
     assert create.path == "/v1/models/black-forest-labs/flux-schnell/predictions"
     assert create.json == {"input": {"prompt": "a red fox", "aspect_ratio": "16:9", "num_outputs": 1}}
@@ -67,23 +50,23 @@ async def test_create_then_poll_to_success(fake: FakeReplicate, client: httpx.As
     assert result.usage.images == 1 and result.model == FLUX
 
 
-async def test_prefer_wait_answers_at_once(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_prefer_wait_answers_at_once(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     fake.prefer_wait_completes = True
-    result = await make_adapter(fake, client).generate(IMAGE, FLUX, ctx())
+    result = await make_adapter(fake, http).generate(IMAGE, FLUX, ctx())
     assert fake.creates == 1 and fake.polls == 0
     assert result.media and result.media[0].url
 
 
-async def test_prefer_wait_configurable_and_cancel_after(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_prefer_wait_configurable_and_cancel_after(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     fake.prefer_wait_completes = True
-    adapter = make_adapter(fake, client, prefer_wait_s=0, cancel_after="5m")
+    adapter = make_adapter(fake, http, prefer_wait_s=0, cancel_after="5m")
     await adapter.generate(IMAGE, FLUX, ctx())
     assert "Prefer" not in fake.calls[0].headers and fake.calls[0].headers["Cancel-After"] == "5m"
     assert fake.polls == 2  # without Prefer the fake answers `starting`, so the adapter polled
 
 
-async def test_pinned_version_and_bare_version(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
-    adapter = make_adapter(fake, client)
+async def test_pinned_version_and_bare_version(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
+    adapter = make_adapter(fake, http)
     await adapter.generate(IMAGE, f"stability-ai/sdxl:{VERSION}", ctx())
     await adapter.generate(IMAGE, VERSION, ctx())
     creates = [c for c in fake.calls if c.method == "POST"]
@@ -91,24 +74,24 @@ async def test_pinned_version_and_bare_version(fake: FakeReplicate, client: http
     assert all(c.json["version"] == VERSION and c.json["input"]["prompt"] == "a red fox" for c in creates)
 
 
-async def test_model_that_is_not_owner_name_is_bad_request(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_model_that_is_not_owner_name_is_bad_request(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     with pytest.raises(ProviderError) as info:
-        await make_adapter(fake, client).generate(IMAGE, "just-a-name", ctx())
+        await make_adapter(fake, http).generate(IMAGE, "just-a-name", ctx())
     assert info.value.kind is ErrorKind.BAD_REQUEST and fake.calls == []
 
 
 @pytest.mark.parametrize("num", [1, 3])
-async def test_list_output(fake: FakeReplicate, client: httpx.AsyncClient, num: int) -> None:
+async def test_list_output(fake: FakeReplicate, http: httpx.AsyncClient, num: int) -> None:
     fake.num_outputs = num
-    result = await make_adapter(fake, client).generate(IMAGE, FLUX, ctx())
+    result = await make_adapter(fake, http).generate(IMAGE, FLUX, ctx())
     assert len(result.media) == num and result.usage.images == num
     assert len({m.url for m in result.media}) == num
 
 
-async def test_single_url_output_video(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_single_url_output_video(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     fake.output_style, fake.output_ext = "string", "mp4"
     request = GenerationRequest(Category.VIDEO, prompt="waves", options={"duration_s": 5})
-    result = await make_adapter(fake, client).generate(request, "minimax/video-01", ctx())
+    result = await make_adapter(fake, http).generate(request, "minimax/video-01", ctx())
     assert fake.calls[0].json["input"] == {"prompt": "waves", "duration": 5}
     assert [m.mime for m in result.media] == ["video/mp4"]
     assert result.usage.seconds == 5
@@ -116,36 +99,36 @@ async def test_single_url_output_video(fake: FakeReplicate, client: httpx.AsyncC
         assert (await c.get(result.media[0].url or "")).content.startswith(b"\x00\x00\x00\x18ftyp")
 
 
-async def test_video_seconds_fall_back_to_predict_time(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_video_seconds_fall_back_to_predict_time(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     fake.output_style, fake.output_ext, fake.predict_time = "string", "mp4", 7.5
-    result = await make_adapter(fake, client).generate(GenerationRequest(Category.VIDEO, prompt="w"), "a/b", ctx())
+    result = await make_adapter(fake, http).generate(GenerationRequest(Category.VIDEO, prompt="w"), "a/b", ctx())
     assert result.usage.seconds == 7.5
 
 
-async def test_token_output_is_joined_text(client: httpx.AsyncClient) -> None:
+async def test_token_output_is_joined_text(http: httpx.AsyncClient) -> None:
     async with FakeReplicate(token=TOKEN, output_style="tokens") as fake:
         assert isinstance(fake, FakeReplicate)
         request = GenerationRequest(Category.TEXT, prompt="hi", system="be brief", max_tokens=20)
-        result = await make_adapter(fake, client).generate(request, "meta/meta-llama-3-8b-instruct", ctx())
+        result = await make_adapter(fake, http).generate(request, "meta/meta-llama-3-8b-instruct", ctx())
         assert result.text == "Hello, world!" and result.media == ()
         assert (result.usage.input_tokens, result.usage.output_tokens) == (7, 4)
         assert fake.calls[0].json["input"] == {"prompt": "hi", "system_prompt": "be brief", "max_tokens": 20}
 
 
-async def test_audio_sends_text_and_counts_characters(client: httpx.AsyncClient) -> None:
+async def test_audio_sends_text_and_counts_characters(http: httpx.AsyncClient) -> None:
     async with FakeReplicate(token=TOKEN, output_style="string", output_ext="wav",
                              required_fields=("text",)) as fake:
         assert isinstance(fake, FakeReplicate)
         request = GenerationRequest(Category.AUDIO, prompt="hello there", options={"voice": "af_bella"})
-        result = await make_adapter(fake, client).generate(request, "jaaari/kokoro-82m", ctx())
+        result = await make_adapter(fake, http).generate(request, "jaaari/kokoro-82m", ctx())
         assert fake.calls[0].json["input"] == {"text": "hello there", "voice": "af_bella"}
         assert result.media[0].mime == "audio/wav" and result.usage.characters == 11
 
 
-async def test_image_edit_sends_data_uris(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_image_edit_sends_data_uris(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     request = GenerationRequest(Category.IMAGE_EDIT, prompt="make it blue", image=b"\x89PNGsrc",
                                 mask=b"mask", edit_op=EditOp.INPAINT)
-    adapter = make_adapter(fake, client, image_field="input_image")
+    adapter = make_adapter(fake, http, image_field="input_image")
     result = await adapter.generate(request, "black-forest-labs/flux-kontext-pro", ctx())
     inputs = fake.calls[0].json["input"]
     assert inputs["input_image"] == "data:image/png;base64,iVBOR3NyYw=="
@@ -153,10 +136,10 @@ async def test_image_edit_sends_data_uris(fake: FakeReplicate, client: httpx.Asy
     assert result.usage.images == 1
 
 
-async def test_data_uri_output_is_decoded(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_data_uri_output_is_decoded(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     # Replicate may inline small files in a sync answer instead of a URL
     fake.fail_next(201, {"id": "inl", "status": "succeeded", "output": ["data:image/webp;base64,UklGRg=="]})
-    result = await make_adapter(fake, client).generate(IMAGE, FLUX, ctx())
+    result = await make_adapter(fake, http).generate(IMAGE, FLUX, ctx())
     assert result.media[0].data == b"RIFF" and result.media[0].mime == "image/webp"
     assert result.media[0].url is None and fake.polls == 0
 
@@ -166,35 +149,35 @@ async def test_data_uri_output_is_decoded(fake: FakeReplicate, client: httpx.Asy
     ("Prompt flagged as sensitive (E005)", ErrorKind.CONTENT_POLICY),
     ("CUDA out of memory", ErrorKind.UNAVAILABLE),
 ])
-async def test_failed_prediction_kinds(fake: FakeReplicate, client: httpx.AsyncClient, reason: str,
+async def test_failed_prediction_kinds(fake: FakeReplicate, http: httpx.AsyncClient, reason: str,
                                        kind: ErrorKind) -> None:
     fake.fail_with = reason
     with pytest.raises(ProviderError) as info:
-        await make_adapter(fake, client).generate(IMAGE, FLUX, ctx())
+        await make_adapter(fake, http).generate(IMAGE, FLUX, ctx())
     assert info.value.kind is kind and info.value.status == 200 and reason[:10] in info.value.message
     assert info.value.job_id in fake.predictions  # the failed job is named, for the request log
 
 
-async def test_canceled_prediction_is_unavailable(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_canceled_prediction_is_unavailable(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     def cancel_on_server(job_id: str) -> None:
         fake.predictions[job_id].status = "canceled"
 
     with pytest.raises(ProviderError) as info:
-        await make_adapter(fake, client).generate(IMAGE, FLUX, ctx(on_job_id=cancel_on_server))
+        await make_adapter(fake, http).generate(IMAGE, FLUX, ctx(on_job_id=cancel_on_server))
     assert info.value.kind is ErrorKind.UNAVAILABLE and "canceled" in info.value.message
 
 
-async def test_job_id_reported_while_the_job_still_runs(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_job_id_reported_while_the_job_still_runs(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     seen: list[tuple[str, str]] = []
-    result = await make_adapter(fake, client).generate(
+    result = await make_adapter(fake, http).generate(
         IMAGE, FLUX, ctx(on_job_id=lambda job: seen.append((job, fake.predictions[job].status))))
     assert seen == [(result.job_id, "starting")]
     assert fake.predictions[seen[0][0]].status == "succeeded"
 
 
-async def test_deadline_then_resume_without_a_new_create(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_deadline_then_resume_without_a_new_create(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     fake.polls_until_done = 6
-    adapter = make_adapter(fake, client)
+    adapter = make_adapter(fake, http)
     with pytest.raises(ProviderError) as info:
         await adapter.generate(IMAGE, FLUX, ctx(max_poll_s=0.03, poll_interval_s=0.01))
     assert info.value.kind is ErrorKind.UNAVAILABLE and "still running" in info.value.message
@@ -206,22 +189,22 @@ async def test_deadline_then_resume_without_a_new_create(fake: FakeReplicate, cl
     assert all(c.path == f"/v1/predictions/{job_id}" for c in fake.calls[1:])
 
 
-async def test_resume_of_unknown_prediction_is_bad_request(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_resume_of_unknown_prediction_is_bad_request(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     with pytest.raises(ProviderError) as info:
-        await make_adapter(fake, client).resume("nope", IMAGE, FLUX, ctx())
+        await make_adapter(fake, http).resume("nope", IMAGE, FLUX, ctx())
     assert info.value.kind is ErrorKind.BAD_REQUEST and info.value.status == 404 and fake.creates == 0
 
 
-async def test_poll_failure_keeps_the_job_id(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_poll_failure_keeps_the_job_id(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     fake.fail_next(502, "<html>Bad Gateway</html>", path_contains="/v1/predictions/")
     with pytest.raises(ProviderError) as info:
-        await make_adapter(fake, client).generate(IMAGE, FLUX, ctx())
+        await make_adapter(fake, http).generate(IMAGE, FLUX, ctx())
     assert info.value.kind is ErrorKind.UNAVAILABLE and info.value.job_id in fake.predictions
 
 
-async def test_cancel_posts_to_the_prediction(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_cancel_posts_to_the_prediction(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     fake.polls_until_done = 100
-    adapter = make_adapter(fake, client)
+    adapter = make_adapter(fake, http)
     with pytest.raises(ProviderError) as info:
         await adapter.generate(IMAGE, FLUX, ctx(max_poll_s=0.0))
     job_id = info.value.job_id or ""
@@ -233,10 +216,10 @@ async def test_cancel_posts_to_the_prediction(fake: FakeReplicate, client: httpx
     await adapter.cancel("unknown-id")  # best effort: a failed cancel does not raise
 
 
-async def test_foreign_poll_url_is_not_followed(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_foreign_poll_url_is_not_followed(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     fake.predictions["p1"] = Prediction("p1", FLUX, "", {"prompt": "x"}, status="processing")
     fake.fail_next(201, {"id": "p1", "status": "starting", "urls": {"get": "https://elsewhere.example/p1"}})
-    result = await make_adapter(fake, client).generate(IMAGE, FLUX, ctx())
+    result = await make_adapter(fake, http).generate(IMAGE, FLUX, ctx())
     assert result.job_id == "p1" and fake.calls[1].path == "/v1/predictions/p1"
 
 
@@ -260,31 +243,31 @@ PROBLEMS: list[tuple[int, Any, dict[str, str], ErrorKind, float | None]] = [
 
 
 @pytest.mark.parametrize(("status", "body", "headers", "kind", "retry"), PROBLEMS)
-async def test_error_shapes(fake: FakeReplicate, client: httpx.AsyncClient, status: int, body: Any,
+async def test_error_shapes(fake: FakeReplicate, http: httpx.AsyncClient, status: int, body: Any,
                             headers: dict[str, str], kind: ErrorKind, retry: float | None) -> None:
     fake.fail_next(status, body, headers)
     with pytest.raises(ProviderError) as info:
-        await make_adapter(fake, client).generate(IMAGE, FLUX, ctx())
+        await make_adapter(fake, http).generate(IMAGE, FLUX, ctx())
     assert (info.value.kind, info.value.status, info.value.retry_after_s) == (kind, status, retry)
     assert info.value.job_id is None and info.value.provider == "replicate"
 
 
-async def test_validation_error_lists_the_fields(client: httpx.AsyncClient) -> None:
+async def test_validation_error_lists_the_fields(http: httpx.AsyncClient) -> None:
     async with FakeReplicate(token=TOKEN, required_fields=("prompt", "seed")) as fake:
         assert isinstance(fake, FakeReplicate)
         with pytest.raises(ProviderError) as info:
-            await make_adapter(fake, client).generate(GenerationRequest(Category.IMAGE), FLUX, ctx())
+            await make_adapter(fake, http).generate(GenerationRequest(Category.IMAGE), FLUX, ctx())
         assert info.value.kind is ErrorKind.BAD_REQUEST and info.value.status == 422
         assert "input.prompt: prompt is required" in info.value.message
         assert "input.seed: seed is required" in info.value.message
 
 
-async def test_wrong_token_and_missing_token(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_wrong_token_and_missing_token(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     with pytest.raises(ProviderError) as info:
-        await make_adapter(fake, client, token="r8_wrong").generate(IMAGE, FLUX, ctx())
+        await make_adapter(fake, http, token="r8_wrong").generate(IMAGE, FLUX, ctx())
     assert info.value.kind is ErrorKind.AUTH and info.value.status == 401
     with pytest.raises(ProviderError) as info:
-        await make_adapter(fake, client, token=None).generate(IMAGE, FLUX, ctx())
+        await make_adapter(fake, http, token=None).generate(IMAGE, FLUX, ctx())
     assert info.value.kind is ErrorKind.AUTH and len(fake.calls) == 1  # no call made without a key
 
 
@@ -296,18 +279,18 @@ async def test_wrong_token_and_missing_token(fake: FakeReplicate, client: httpx.
     {"id": "x3", "status": "succeeded", "output": {"nested": 1}},
     {"id": "x4", "status": "succeeded", "output": ["ftp://nope/file.png"]},
 ])
-async def test_garbage_is_invalid_response(fake: FakeReplicate, client: httpx.AsyncClient, body: Any) -> None:
+async def test_garbage_is_invalid_response(fake: FakeReplicate, http: httpx.AsyncClient, body: Any) -> None:
     fake.fail_next(201, body)
     with pytest.raises(ProviderError) as info:
-        await make_adapter(fake, client).generate(IMAGE, FLUX, ctx())
+        await make_adapter(fake, http).generate(IMAGE, FLUX, ctx())
     assert info.value.kind is ErrorKind.INVALID_RESPONSE
 
 
-async def test_the_token_never_reaches_the_log(fake: FakeReplicate, client: httpx.AsyncClient) -> None:
+async def test_the_token_never_reaches_the_log(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     lines: list[str] = []
     sink = logger.add(lambda m: lines.append(str(m)), level="DEBUG")
     try:
-        adapter = make_adapter(fake, client)
+        adapter = make_adapter(fake, http)
         await adapter.generate(IMAGE, FLUX, ctx())
         fake.fail_next(402, {"title": "Insufficient credit", "detail": "top up", "status": 402})
         with pytest.raises(ProviderError):
@@ -319,14 +302,12 @@ async def test_the_token_never_reaches_the_log(fake: FakeReplicate, client: http
 
 
 # error() needs no network: one adapter over a client that is never used
-OFFLINE = ReplicateAdapter(ProviderConfig(name="replicate", kind="replicate", base_url="https://api.replicate.com/v1",
-                                          api_key=TOKEN, api_key_env="REPLICATE_API_TOKEN"), httpx.AsyncClient())
+OFFLINE = ReplicateAdapter(adapter_config("replicate", "https://api.replicate.com/v1", TOKEN, "REPLICATE_API_TOKEN"),
+                           httpx.AsyncClient())
 
 
 @given(seconds=st.integers(min_value=0, max_value=100_000), approx=st.booleans())
 def test_throttle_wait_is_read_from_the_detail(seconds: int, approx: bool) -> None:
     detail = f"Request was throttled. Your rate limit resets in {'~' if approx else ''}{seconds}s."
-    response = httpx.Response(429, json={"detail": detail, "status": 429},
-                              request=httpx.Request("POST", "https://api.replicate.com/v1/predictions"))
-    error = OFFLINE.error(response)
+    error = OFFLINE.error(answer(429, {"detail": detail, "status": 429}, "https://api.replicate.com/v1/predictions"))
     assert error.kind is ErrorKind.RATE_LIMITED and error.retry_after_s == float(seconds)

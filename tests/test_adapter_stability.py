@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,40 +11,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from providers.adapters.stability import StabilityAdapter, endpoint_for, sniff_image_mime
-from providers.base import CallContext
-from providers.config import ProviderConfig
-from providers.errors import ErrorKind, ProviderError
+from providers.errors import ErrorKind
 from providers.types import Category, EditOp, GenerationRequest
+from tests.adapter_support import adapter_config, answer, failure, fake_fixture
+from tests.adapter_support import call_context as ctx
 from tests.fakes.stability import JPEG_1X1, PNG_1X1, WEBP_1X1, FakeStability
 
 SOURCE = PNG_1X1
 MASK = b"\x89PNG\r\n\x1a\n-mask"
 
 
-def ctx(**kw: Any) -> CallContext:
-    return CallContext(timeout_s=kw.pop("timeout_s", 5.0), poll_interval_s=kw.pop("poll_interval_s", 0.0),
-                       max_poll_s=kw.pop("max_poll_s", 5.0), **kw)
-
-
-def make_adapter(base_url: str, client: httpx.AsyncClient, key: str = "sk-test-stability",
+def make_adapter(base_url: str, http: httpx.AsyncClient, key: str = "sk-test-stability",
                  **options: Any) -> StabilityAdapter:
-    config = ProviderConfig(name="stability", kind="stability", base_url=base_url, api_key=key,
-                            api_key_env="STABILITY_API_KEY", models={Category.IMAGE: "core"}, options=options)
-    return StabilityAdapter(config, client)
+    config = adapter_config("stability", base_url, key, "STABILITY_API_KEY", {Category.IMAGE: "core"}, options)
+    return StabilityAdapter(config, http)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeStability]:
-    server = FakeStability()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
+fake = fake_fixture(FakeStability)
 
 
 def image(prompt: str = "a red fox", **options: Any) -> GenerationRequest:
@@ -58,12 +40,6 @@ def edit(op: EditOp, prompt: str = "", mask: bytes | None = None, search: str | 
                              search_prompt=search, options=options)
 
 
-async def failure(coro: Any) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        await coro
-    return info.value
-
-
 # --- generate ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("model", "path", "model_field"), [
@@ -73,10 +49,10 @@ async def failure(coro: Any) -> ProviderError:
     ("sd3.5-large", "/v2beta/stable-image/generate/sd3", "sd3.5-large"),
     ("sd3.5-medium", "/v2beta/stable-image/generate/sd3", "sd3.5-medium"),
 ])
-async def test_generate_endpoint_and_fields(fake: FakeStability, client: httpx.AsyncClient, model: str,
+async def test_generate_endpoint_and_fields(fake: FakeStability, http: httpx.AsyncClient, model: str,
                                             path: str, model_field: str | None) -> None:
     request = image(negative_prompt="blurry", aspect_ratio="16:9", seed=42, voice_id="ignored")
-    result = await make_adapter(fake.url, client).generate(request, model, ctx())
+    result = await make_adapter(fake.url, http).generate(request, model, ctx())
 
     (call,) = fake.calls
     assert (call.method, call.path) == ("POST", path)
@@ -90,37 +66,37 @@ async def test_generate_endpoint_and_fields(fake: FakeStability, client: httpx.A
 
 
 @pytest.mark.parametrize(("fmt", "data", "mime"), [("jpeg", JPEG_1X1, "image/jpeg"), ("webp", WEBP_1X1, "image/webp")])
-async def test_output_format_decides_the_media_type(fake: FakeStability, client: httpx.AsyncClient, fmt: str,
+async def test_output_format_decides_the_media_type(fake: FakeStability, http: httpx.AsyncClient, fmt: str,
                                                     data: bytes, mime: str) -> None:
-    result = await make_adapter(fake.url, client).generate(image(output_format=fmt), "core", ctx())
+    result = await make_adapter(fake.url, http).generate(image(output_format=fmt), "core", ctx())
     assert fake.calls[0].form["output_format"] == fmt
     assert (result.media[0].mime, result.media[0].data) == (mime, data)
 
 
-async def test_json_accept_mode_is_asked_for_and_decoded(fake: FakeStability, client: httpx.AsyncClient) -> None:
-    result = await make_adapter(fake.url, client, accept="json").generate(image(), "core", ctx())
+async def test_json_accept_mode_is_asked_for_and_decoded(fake: FakeStability, http: httpx.AsyncClient) -> None:
+    result = await make_adapter(fake.url, http, accept="json").generate(image(), "core", ctx())
     assert fake.calls[0].headers["Accept"] == "application/json"
     assert result.media[0].data == PNG_1X1
 
 
 async def test_json_answer_is_parsed_even_when_bytes_were_asked(fake: FakeStability,
-                                                                client: httpx.AsyncClient) -> None:
+                                                                http: httpx.AsyncClient) -> None:
     fake.json_mode = True
-    result = await make_adapter(fake.url, client).generate(image(), "sd3.5-large", ctx())
+    result = await make_adapter(fake.url, http).generate(image(), "sd3.5-large", ctx())
     assert fake.calls[0].headers["Accept"] == "image/*"
     assert result.media[0].data == PNG_1X1
 
 
 @pytest.mark.parametrize("json_mode", [False, True])
-async def test_content_filtered_on_200_is_content_policy(fake: FakeStability, client: httpx.AsyncClient,
+async def test_content_filtered_on_200_is_content_policy(fake: FakeStability, http: httpx.AsyncClient,
                                                          json_mode: bool) -> None:
     fake.content_filtered, fake.json_mode = True, json_mode
-    err = await failure(make_adapter(fake.url, client).generate(image(), "core", ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(image(), "core", ctx()))
     assert err.kind is ErrorKind.CONTENT_POLICY and err.status == 200
 
 
-async def test_empty_prompt_is_refused_before_any_call(fake: FakeStability, client: httpx.AsyncClient) -> None:
-    err = await failure(make_adapter(fake.url, client).generate(image(prompt="  "), "core", ctx()))
+async def test_empty_prompt_is_refused_before_any_call(fake: FakeStability, http: httpx.AsyncClient) -> None:
+    err = await failure(make_adapter(fake.url, http).generate(image(prompt="  "), "core", ctx()))
     assert err.kind is ErrorKind.BAD_REQUEST and fake.calls == []
 
 
@@ -145,10 +121,10 @@ EDIT_CASES = [
 
 
 @pytest.mark.parametrize(("request_", "endpoint", "fields", "with_mask"), EDIT_CASES)
-async def test_edit_endpoints_receive_their_fields(fake: FakeStability, client: httpx.AsyncClient,
+async def test_edit_endpoints_receive_their_fields(fake: FakeStability, http: httpx.AsyncClient,
                                                    request_: GenerationRequest, endpoint: str,
                                                    fields: dict[str, str], with_mask: bool) -> None:
-    result = await make_adapter(fake.url, client).generate(request_, "stable-image-edit", ctx())
+    result = await make_adapter(fake.url, http).generate(request_, "stable-image-edit", ctx())
 
     (call,) = fake.calls
     assert call.path == f"/v2beta/stable-image/{endpoint}"
@@ -160,8 +136,8 @@ async def test_edit_endpoints_receive_their_fields(fake: FakeStability, client: 
 
 
 async def test_upscale_flavour_falls_back_to_the_provider_option(fake: FakeStability,
-                                                                 client: httpx.AsyncClient) -> None:
-    adapter = make_adapter(fake.url, client, upscale="conservative")
+                                                                 http: httpx.AsyncClient) -> None:
+    adapter = make_adapter(fake.url, http, upscale="conservative")
     await adapter.generate(edit(EditOp.UPSCALE, "x"), "m", ctx())
     assert fake.calls[0].path.endswith("/upscale/conservative")
 
@@ -175,20 +151,20 @@ async def test_upscale_flavour_falls_back_to_the_provider_option(fake: FakeStabi
     GenerationRequest(Category.IMAGE_EDIT, prompt="x", image=SOURCE),  # no op
     GenerationRequest(Category.TEXT, prompt="hi"),
 ])
-async def test_unusable_requests_are_bad_request_without_a_call(fake: FakeStability, client: httpx.AsyncClient,
+async def test_unusable_requests_are_bad_request_without_a_call(fake: FakeStability, http: httpx.AsyncClient,
                                                                 request_: GenerationRequest) -> None:
-    err = await failure(make_adapter(fake.url, client).generate(request_, "m", ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(request_, "m", ctx()))
     assert err.kind is ErrorKind.BAD_REQUEST and fake.calls == []
 
 
 # --- creative upscale (async) and resume ----------------------------------------------------------
 
 async def test_creative_upscale_reports_the_job_before_it_completes(fake: FakeStability,
-                                                                    client: httpx.AsyncClient) -> None:
+                                                                    http: httpx.AsyncClient) -> None:
     fake.creative_polls = 3
     seen: list[tuple[str, int]] = []
     on_job = lambda job_id: seen.append((job_id, len(fake.calls_to("/results/"))))  # noqa: E731
-    result = await make_adapter(fake.url, client).generate(
+    result = await make_adapter(fake.url, http).generate(
         edit(EditOp.UPSCALE, "", upscale="creative"), "m", ctx(on_job_id=on_job))
 
     (post,) = fake.posts()
@@ -201,35 +177,35 @@ async def test_creative_upscale_reports_the_job_before_it_completes(fake: FakeSt
 
 
 async def test_resume_polls_the_same_job_without_posting_again(fake: FakeStability,
-                                                               client: httpx.AsyncClient) -> None:
+                                                               http: httpx.AsyncClient) -> None:
     fake.creative_polls = 3
-    adapter = make_adapter(fake.url, client)
+    adapter = make_adapter(fake.url, http)
     request = edit(EditOp.UPSCALE, "sharp", upscale="creative")
     # The deadline passes after one poll: the error carries the id so the job can be picked up again.
     err = await failure(adapter.generate(request, "m", ctx(max_poll_s=0.0)))
     assert err.kind is ErrorKind.UNAVAILABLE and err.job_id is not None
 
-    result = await make_adapter(fake.url, client).resume(err.job_id, request, "m", ctx())
+    result = await make_adapter(fake.url, http).resume(err.job_id, request, "m", ctx())
     assert result.job_id == err.job_id and result.media[0].data == PNG_1X1
     assert len(fake.posts()) == 1 and len(fake.calls_to("/results/")) == 4
 
 
-async def test_resume_of_an_unknown_job_is_not_found(fake: FakeStability, client: httpx.AsyncClient) -> None:
-    err = await failure(make_adapter(fake.url, client).resume("f" * 64, edit(EditOp.UPSCALE), "m", ctx()))
+async def test_resume_of_an_unknown_job_is_not_found(fake: FakeStability, http: httpx.AsyncClient) -> None:
+    err = await failure(make_adapter(fake.url, http).resume("f" * 64, edit(EditOp.UPSCALE), "m", ctx()))
     assert err.kind is ErrorKind.BAD_REQUEST and err.status == 404 and fake.posts() == []
 
 
 async def test_filtered_creative_result_is_content_policy_with_the_job(fake: FakeStability,
-                                                                       client: httpx.AsyncClient) -> None:
+                                                                       http: httpx.AsyncClient) -> None:
     fake.content_filtered, fake.json_mode = True, True
-    err = await failure(make_adapter(fake.url, client).generate(edit(EditOp.UPSCALE, "x", upscale="creative"),
+    err = await failure(make_adapter(fake.url, http).generate(edit(EditOp.UPSCALE, "x", upscale="creative"),
                                                                 "m", ctx()))
     assert err.kind is ErrorKind.CONTENT_POLICY and err.job_id in fake.jobs
 
 
-async def test_creative_answer_without_an_id_is_invalid(fake: FakeStability, client: httpx.AsyncClient) -> None:
+async def test_creative_answer_without_an_id_is_invalid(fake: FakeStability, http: httpx.AsyncClient) -> None:
     fake.fail_next(200, {"status": "ok"})
-    err = await failure(make_adapter(fake.url, client).generate(edit(EditOp.UPSCALE, "x", upscale="creative"),
+    err = await failure(make_adapter(fake.url, http).generate(edit(EditOp.UPSCALE, "x", upscale="creative"),
                                                                 "m", ctx()))
     assert err.kind is ErrorKind.INVALID_RESPONSE and fake.calls_to("/results/") == []
 
@@ -261,21 +237,21 @@ ERROR_CASES = [
 
 
 @pytest.mark.parametrize(("status", "payload", "headers", "kind", "retry"), ERROR_CASES)
-async def test_error_shapes_map_to_kinds(fake: FakeStability, client: httpx.AsyncClient, status: int,
+async def test_error_shapes_map_to_kinds(fake: FakeStability, http: httpx.AsyncClient, status: int,
                                          payload: Any, headers: dict[str, str], kind: ErrorKind,
                                          retry: float | None) -> None:
     fake.fail_next(status, payload, headers)
-    err = await failure(make_adapter(fake.url, client).generate(image(), "core", ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(image(), "core", ctx()))
     assert (err.kind, err.status, err.retry_after_s, err.provider) == (kind, status, retry, "stability")
 
 
-async def test_wrong_key_gets_the_real_401(fake: FakeStability, client: httpx.AsyncClient) -> None:
-    err = await failure(make_adapter(fake.url, client, key="sk-wrong").generate(image(), "core", ctx()))
+async def test_wrong_key_gets_the_real_401(fake: FakeStability, http: httpx.AsyncClient) -> None:
+    err = await failure(make_adapter(fake.url, http, key="sk-wrong").generate(image(), "core", ctx()))
     assert err.kind is ErrorKind.AUTH and "sk-wrong" not in str(err)
 
 
-async def test_fake_validation_errors_are_bad_request(fake: FakeStability, client: httpx.AsyncClient) -> None:
-    err = await failure(make_adapter(fake.url, client).generate(image(), "sd3-unknown", ctx()))
+async def test_fake_validation_errors_are_bad_request(fake: FakeStability, http: httpx.AsyncClient) -> None:
+    err = await failure(make_adapter(fake.url, http).generate(image(), "sd3-unknown", ctx()))
     assert err.kind is ErrorKind.BAD_REQUEST and "model" in err.message
 
 
@@ -289,16 +265,16 @@ async def test_fake_validation_errors_are_bad_request(fake: FakeStability, clien
     (b"{not json", {"Content-Type": "application/json"}),
     (PNG_1X1, {"Content-Type": "image/png", "finish-reason": "ERROR"}),
 ])
-async def test_garbage_bodies_are_invalid_response(fake: FakeStability, client: httpx.AsyncClient,
+async def test_garbage_bodies_are_invalid_response(fake: FakeStability, http: httpx.AsyncClient,
                                                    payload: Any, headers: dict[str, str]) -> None:
     fake.fail_next(200, payload, headers)
-    err = await failure(make_adapter(fake.url, client).generate(image(), "core", ctx()))
+    err = await failure(make_adapter(fake.url, http).generate(image(), "core", ctx()))
     assert err.kind is ErrorKind.INVALID_RESPONSE
 
 
-async def test_hanging_server_is_unavailable(fake: FakeStability, client: httpx.AsyncClient) -> None:
+async def test_hanging_server_is_unavailable(fake: FakeStability, http: httpx.AsyncClient) -> None:
     fake.hang = True
-    err = await failure(make_adapter(fake.url, client).generate(image(), "core", ctx(timeout_s=0.2)))
+    err = await failure(make_adapter(fake.url, http).generate(image(), "core", ctx(timeout_s=0.2)))
     assert err.kind is ErrorKind.UNAVAILABLE
 
 
@@ -308,7 +284,7 @@ OFFLINE = make_adapter("http://stability.test", httpx.AsyncClient())  # only its
 
 
 def synthetic(status: int, payload: Any) -> httpx.Response:
-    return httpx.Response(status, json=payload, request=httpx.Request("POST", "http://stability.test/x"))
+    return answer(status, payload, "http://stability.test/x")
 
 
 @given(st.text(max_size=30))
