@@ -79,24 +79,17 @@ class FakeFal(FakeServer):
         job = Job(str(uuid.uuid4()), model, "/".join(parts[:2]),
                   call.json if isinstance(call.json, dict) else {})
         self.jobs[job.id] = job
-        base = f"{self.url}/{job.app}/requests/{job.id}"
-        return respond(200, {"status": "IN_QUEUE", "request_id": job.id, "response_url": base,
-                             "status_url": f"{base}/status", "cancel_url": f"{base}/cancel",
-                             "logs": None, "metrics": {}, "queue_position": 0})
+        return respond(200, {"status": "IN_QUEUE", **self._urls(job), "logs": None, "metrics": {},
+                             "queue_position": 0})
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
-        _call, answer = await self._gate(request)
-        if answer is not None:
-            return answer
-        job = self._job(request)
-        if job is None:
-            return respond(404, {"detail": "Request not found"})
+        job = await self._open(request)
+        if not isinstance(job, Job):
+            return job  # scripted, 401 or 404
         if job.status != "COMPLETED":
             job.polls += 1
             job.status = "COMPLETED" if job.polls >= self.polls_until_done or job.cancelled else "IN_PROGRESS"
-        base = f"{self.url}/{job.app}/requests/{job.id}"
-        body: dict[str, Any] = {"status": job.status, "request_id": job.id, "response_url": base,
-                                "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
+        body: dict[str, Any] = {"status": job.status, **self._urls(job)}
         if job.status != "COMPLETED":
             body["logs"] = [{"message": "step 1/4", "level": "INFO", "timestamp": "2026-11-22T03:00:00"}]
             return respond(200 if self.status_200_while_running else 202, body)
@@ -108,12 +101,9 @@ class FakeFal(FakeServer):
         return respond(200, body)
 
     async def _result(self, request: web.Request) -> web.StreamResponse:
-        _call, answer = await self._gate(request)
-        if answer is not None:
-            return answer
-        job = self._job(request)
-        if job is None:
-            return respond(404, {"detail": "Request not found"})
+        job = await self._open(request)
+        if not isinstance(job, Job):
+            return job  # scripted, 401 or 404
         if job.status != "COMPLETED":
             return respond(400, {"detail": "Request is still in progress"})
         missing = [f for f in self.required_fields if not job.input.get(f)]
@@ -123,12 +113,9 @@ class FakeFal(FakeServer):
         return respond(200, self._output(job))
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
-        _call, answer = await self._gate(request)
-        if answer is not None:
-            return answer
-        job = self._job(request)
-        if job is None:
-            return respond(404, {"detail": "Request not found"})
+        job = await self._open(request)
+        if not isinstance(job, Job):
+            return job  # scripted, 401 or 404
         if job.status == "COMPLETED":
             return respond(400, {"status": "ALREADY_COMPLETED"})
         job.cancelled = True
@@ -148,11 +135,20 @@ class FakeFal(FakeServer):
             return call, respond(401, {"detail": "Authentication is required to access this endpoint."})
         return call, None
 
-    def _job(self, request: web.Request) -> Job | None:
+    async def _open(self, request: web.Request) -> Job | web.StreamResponse:
+        """The job a status, result or cancel call names, or the answer given instead (scripted, 401, 404)."""
+        _call, answer = await self._gate(request)
+        if answer is not None:
+            return answer
         job = self.jobs.get(request.match_info["id"])
         if job is None or job.app != f"{request.match_info['owner']}/{request.match_info['app']}":
-            return None
+            return respond(404, {"detail": "Request not found"})
         return job
+
+    def _urls(self, job: Job) -> dict[str, str]:
+        base = f"{self.url}/{job.app}/requests/{job.id}"
+        return {"request_id": job.id, "response_url": base, "status_url": f"{base}/status",
+                "cancel_url": f"{base}/cancel"}
 
     def _output(self, job: Job) -> dict[str, Any]:
         if self.output == "video":

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, respond
+from tests.fakes.base import Call, FakeServer, respond
 
 OutputStyle = Literal["list", "string", "tokens"]
 FILE_BYTES = {"png": b"\x89PNG\r\n\x1a\nfake-png", "mp4": b"\x00\x00\x00\x18ftypmp42fake", "mp3": b"ID3fake-mp3",
@@ -80,12 +80,9 @@ class FakeReplicate(FakeServer):
         return await self._create(request, "", version_required=True)
 
     async def _create(self, request: web.Request, model: str, *, version_required: bool) -> web.StreamResponse:
-        call, scripted = await self.pre(request)
-        if scripted is not None:
-            return scripted
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        call, answer = await self._gate(request)
+        if answer is not None:
+            return answer
         body = call.json if isinstance(call.json, dict) else {}
         problems = self._invalid(body, version_required)
         if problems:
@@ -100,15 +97,9 @@ class FakeReplicate(FakeServer):
         return respond(201, self._wire(prediction))
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
-        _call, scripted = await self.pre(request)
-        if scripted is not None:
-            return scripted
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
-        prediction = self.predictions.get(request.match_info["id"])
-        if prediction is None:
-            return respond(404, {"detail": "The requested resource could not be found.", "status": 404})
+        prediction = await self._open(request)
+        if not isinstance(prediction, Prediction):
+            return prediction  # scripted, 401 or 404
         if prediction.status in ("starting", "processing"):
             prediction.polls += 1
             if prediction.polls >= self.polls_until_done:
@@ -118,15 +109,9 @@ class FakeReplicate(FakeServer):
         return respond(200, self._wire(prediction))
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
-        _call, scripted = await self.pre(request)
-        if scripted is not None:
-            return scripted
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
-        prediction = self.predictions.get(request.match_info["id"])
-        if prediction is None:
-            return respond(404, {"detail": "The requested resource could not be found.", "status": 404})
+        prediction = await self._open(request)
+        if not isinstance(prediction, Prediction):
+            return prediction  # scripted, 401 or 404
         if prediction.status in ("starting", "processing"):
             prediction.status = "canceled"
         return respond(200, self._wire(prediction))
@@ -137,11 +122,25 @@ class FakeReplicate(FakeServer):
         return web.Response(body=FILE_BYTES.get(ext, b"fake"), content_type="application/octet-stream")
 
     # --- behaviour ---------------------------------------------------------------------------
-    def _denied(self, request: web.Request) -> web.Response | None:
+    async def _gate(self, request: web.Request) -> tuple[Call, web.StreamResponse | None]:
+        """Record the call; a scripted answer, or a 401 for a wrong token, is the answer."""
+        call, scripted = await self.pre(request)
+        if scripted is not None:
+            return call, scripted
         if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return respond(401, {"title": "Unauthenticated", "status": 401,
-                                 "detail": "You did not pass a valid authentication token"})
-        return None
+            return call, respond(401, {"title": "Unauthenticated", "status": 401,
+                                       "detail": "You did not pass a valid authentication token"})
+        return call, None
+
+    async def _open(self, request: web.Request) -> Prediction | web.StreamResponse:
+        """The prediction a GET or cancel names, or the answer given instead (scripted, 401, 404)."""
+        _call, answer = await self._gate(request)
+        if answer is not None:
+            return answer
+        prediction = self.predictions.get(request.match_info["id"])
+        if prediction is None:
+            return respond(404, {"detail": "The requested resource could not be found.", "status": 404})
+        return prediction
 
     def _invalid(self, body: dict[str, Any], version_required: bool) -> list[dict[str, str]]:
         problems = []
