@@ -2,6 +2,9 @@
 
 matplotlib's Agg canvas is used directly through the object API (`Figure`, not `pyplot`), so nothing
 touches a display or pyplot's global figure registry, and a chart can be drawn in a worker thread.
+
+matplotlib (with numpy) is imported on the first chart, not at start: it is ~40 MB of resident memory
+that a bot process needs once a day, for the digest.
 """
 
 from __future__ import annotations
@@ -10,13 +13,12 @@ import io
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+from typing import TYPE_CHECKING
 
 from providers.types import MICROS_PER_USD
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 _BAR = "#4C78A8"
 _LINE = "#E45756"
@@ -33,6 +35,9 @@ class ProviderPoint:
 
 def spend_and_success_png(points: Sequence[ProviderPoint], title: str = "", dpi: int = 110) -> bytes:
     """Draw the chart; with no data it still returns a valid PNG that says so."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(8.0, 4.5), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -53,6 +58,8 @@ def spend_and_success_png(points: Sequence[ProviderPoint], title: str = "", dpi:
 
 
 def _draw(ax: Axes, points: Sequence[ProviderPoint]) -> None:
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
+
     xs = list(range(len(points)))
     spend = [p.spend_micros / MICROS_PER_USD for p in points]
     top = max(max(spend) * 1.2, 1e-6)
