@@ -116,11 +116,15 @@ async def _balance(conn: AsyncConnection, tg_id: int) -> int:
     return int(await conn.scalar(select(U.credits).where(U.id == tg_id)) or 0)
 
 
-async def record_attempts(
-    session: AsyncSession, request_id: int, attempts: Sequence[AttemptRecord],
+async def record_attempts(session: AsyncSession, request_id: int, attempts: Sequence[AttemptRecord]) -> None:
+    """Attempt rows and their rollups: two statements however many attempts."""
+    await _record_attempts(await session.connection(), request_id, attempts)
+
+
+async def _record_attempts(
+    conn: AsyncConnection, request_id: int, attempts: Sequence[AttemptRecord],
     extra_rows: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Attempt rows and their rollups: two statements however many attempts (plus `extra_rows`)."""
     rows, rollup_rows = [], list(extra_rows)
     for a in attempts:
         latency = max(0, round(a.latency_ms))
@@ -134,7 +138,6 @@ async def record_attempts(
         rollup_rows += rollups.attempt_rows(provider=a.provider, category=str(a.category),
                                             started_at=a.started_at, kind=kind, latency_ms=latency,
                                             cost_micros=a.cost_micros)
-    conn = await session.connection()
     if rows:
         await conn.execute(statements.INSERT_ATTEMPTS, rows)
     await rollups.add_provider_rows(conn, rollup_rows)
@@ -161,12 +164,13 @@ async def close_served(
     conn = await session.connection()
     row = (await conn.execute(statements.close_served(), values)).one_or_none()
     if row is None:
-        await record_attempts(session, request_id, attempts)
+        if attempts:
+            await _record_attempts(conn, request_id, attempts)
         return False
     user_id, category, created_at, charged, _refunded, _d, _m, fallback = row
     served_counts = rollups.served_rows(provider=served.provider, category=category, created_at=created_at,
                                         fallback=bool(fallback))
-    await record_attempts(session, request_id, attempts, served_counts)
+    await _record_attempts(conn, request_id, attempts, served_counts)
     await rollups.add_finished_request(
         conn, user_id=user_id, category=category, created_at=created_at, status="served",
         fallback=bool(fallback), charged=charged, refunded=0, cost_micros=served.cost_micros,
@@ -185,12 +189,13 @@ async def close_failed(
     the refund happens exactly once however often this is called.
     """
     now = now or utcnow()
-    await record_attempts(session, request_id, attempts)
+    conn = await session.connection()
+    if attempts:
+        await _record_attempts(conn, request_id, attempts)
     status = "canceled" if canceled else "failed"
     values = {"p_id": request_id, "p_status": status, "p_error_kind": str(error_kind)[:32],
               "p_error_message": message[:MESSAGE_MAX] or None, "p_finished_at": now, "p_cost_micros": cost_micros,
               "p_refund": refund}
-    conn = await session.connection()
     row = (await conn.execute(statements.close_failed(), values)).one_or_none()
     if row is None:
         return False

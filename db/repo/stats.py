@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, case, false, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, Table, and_, case, false, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import CLOSED_STATUSES, Request, User
@@ -128,21 +128,24 @@ async def fallback_rate(session: AsyncSession, period: Period, category: str | N
 
 
 def _user_parts(period: Period) -> list[Select[int, int, int, int]]:
+    """One SELECT per rollup block (each a primary-key range; an OR of them made SQLite build a rowset
+    first, a third slower), and one per raw edge, already summed per user."""
     blocks, edges = user_cover(*period.hours())
     u = user_rollups.c
-    parts: list[Select[int, int, int, int]] = []
-    if blocks:
-        cover = select(u.user_id, u.requests, u.credits, u.cost_micros).where(
-            or_(*[and_(u.grain_hours == grain, u.start_hour == start) for grain, start in blocks]))
-        parts.append(cover)
+    parts: list[Select[int, int, int, int]] = [
+        select(u.user_id, u.requests, u.credits, u.cost_micros).where(u.grain_hours == grain, u.start_hour == start)
+        for grain, start in blocks
+    ]
     for a, b in edges:
-        # Hours no block fits are summed from the covering index of the raw requests. `+ 0`: grouping on
-        # the bare column tempts SQLite into a skip-scan of (user_id, created_at), four times slower.
+        # Hours no block fits come from the covering index of the raw requests. `+ 0`: grouping on the
+        # bare column tempts SQLite into a skip-scan of (user_id, created_at), four times slower.
+        user = (Request.user_id + 0).label("user_id")
         edge = select(
-            (Request.user_id + 0).label("user_id"), literal(1).label("requests"),
-            (Request.credits_charged - Request.credits_refunded).label("credits"), Request.cost_micros,
+            user, func.count().label("requests"),
+            func.sum(Request.credits_charged - Request.credits_refunded).label("credits"),
+            func.sum(Request.cost_micros).label("cost_micros"),
         ).where(Request.created_at >= _hour(a), Request.created_at < _hour(b),
-                Request.status.in_(CLOSED_STATUSES))
+                Request.status.in_(CLOSED_STATUSES)).group_by(user)
         parts.append(edge)
     return parts
 
