@@ -23,69 +23,32 @@ from bot.app import BotApp, build_app
 from bot.settings import Settings
 from db.engine import upgrade_database
 from providers.loader import load_providers
-from tests.fakes.openai import FakeOpenAI
-from tests.fakes.replicate import FakeReplicate
-from tests.fakes.telegram import FakeTelegram
+from tests.support.botenv import Fakes, ProvidersFile, text_fake
 
-FIRST_KEY, SECOND_KEY, REPLICATE_KEY = "sk-first-test", "sk-second-test", "r8_core_test"
+FIRST_KEY, SECOND_KEY = "sk-first-test", "sk-second-test"
 FIRST_REPLY = "Hello from the first model"
 SECOND_REPLY = "The second model answers"
 
-PROVIDERS = """\
+# Two OpenAI services: the first for everything, the second as the text fallback.
+PROVIDERS = ProvidersFile(names=("first", "second"), replicate_poll_s=0.05, blocks="""\
 [providers.first]
 kind = "openai"
-base_url = "{first}"
+base_url = "{primary}"
 timeout_s = 5
 models = {{ text = "gpt-4o-mini", image = "gpt-image-1", image_edit = "gpt-image-1", audio = "gpt-4o-mini-tts" }}
 prices = {{ text_in_per_1k = 0.00015, text_out_per_1k = 0.0006, image = 0.04, audio_per_1k_chars = 0.015 }}
 
 [providers.second]
 kind = "openai"
-base_url = "{second}"
+base_url = "{secondary}"
 timeout_s = 5
 models = {{ text = "gpt-4o" }}
 prices = {{ text_in_per_1k = 0.0025, text_out_per_1k = 0.01 }}
-
-[providers.replicate]
-kind = "replicate"
-base_url = "{replicate}"
-timeout_s = 5
-models = {{ video = "minimax/video-01" }}
-prices = {{ video = 0.5 }}
-options = {{ poll_interval_s = 0.05, prefer_wait_s = 0 }}
-
-[routes]
-text = ["first", "second"]
-image = ["first"]
-image_edit = ["first"]
-video = ["replicate"]
-audio = ["first"]
-
-[labels."Fast chat"]
-category = "text"
-credits = 1
-
-[labels."Smart chat"]
-category = "text"
-credits = 3
-route = ["second"]
-
-[labels."Picture"]
-category = "image"
-credits = 5
-
+""", media_routes='image = ["first"]\nimage_edit = ["first"]\naudio = ["first"]\n', media_labels="""
 [labels."Photo edit"]
 category = "image_edit"
 credits = 3
-
-[labels."Video"]
-category = "video"
-credits = 20
-
-[labels."Voice"]
-category = "audio"
-credits = 2
-"""
+""")
 
 
 async def eventually(probe: Callable[[], object], within_s: float = 5.0) -> None:
@@ -99,9 +62,10 @@ async def eventually(probe: Callable[[], object], within_s: float = 5.0) -> None
 
 
 class CoreHarness:
-    def __init__(self, tmp: Path, tg: FakeTelegram, first: FakeOpenAI, second: FakeOpenAI,
-                 replicate: FakeReplicate, settings: Settings) -> None:
-        self.tmp, self.tg, self.first, self.second, self.replicate = tmp, tg, first, second, replicate
+    def __init__(self, tmp: Path, fakes: Fakes, settings: Settings) -> None:
+        self.tmp, self.fakes = tmp, fakes
+        self.tg, self.replicate = fakes.telegram, fakes.replicate
+        self.first, self.second = fakes.primary, fakes.secondary
         self.settings = settings
         self.db_path = tmp / "bot.db"
         self.app: BotApp | None = None
@@ -109,18 +73,14 @@ class CoreHarness:
     @classmethod
     @asynccontextmanager
     async def start(cls, tmp: Path, **settings: Any) -> AsyncIterator[CoreHarness]:
-        tg, first, second = FakeTelegram(), FakeOpenAI(api_key=FIRST_KEY), FakeOpenAI(api_key=SECOND_KEY)
-        first.reply_text, second.reply_text = FIRST_REPLY, SECOND_REPLY
-        replicate = FakeReplicate(token=REPLICATE_KEY, polls_until_done=10**9, output_style="string",
-                                  output_ext="mp4")
-        servers = [tg, first, second, replicate]
-        for server in servers:
-            await server.start()
+        fakes = await Fakes.start(text_fake("openai", FIRST_KEY, FIRST_REPLY),
+                                  text_fake("openai", SECOND_KEY, SECOND_REPLY))
+        tg = fakes.telegram
         values: dict[str, Any] = {
             "bot_token": tg.token, "telegram_api_url": tg.url, "database_url": f"sqlite+aiosqlite:///{tmp / 'bot.db'}",
             "admin_ids": "1001", "free_credits": 10, "stream_edit_interval": 0.01, "progress_after": 0.05,
             "progress_interval": 0.05, "throttle_rate": 100, **settings}
-        harness = cls(tmp, tg, first, second, replicate, Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        harness = cls(tmp, fakes, Settings(_env_file=None, **values))  # type: ignore[call-arg]
         try:
             await asyncio.to_thread(upgrade_database, harness.settings.database_url)
             await harness.boot()
@@ -128,19 +88,15 @@ class CoreHarness:
         finally:
             if harness.app is not None:
                 await harness.app.aclose()
-            for server in servers:
-                await server.stop()
+            await fakes.stop()
 
     async def boot(self) -> BotApp:
         """Build the app (again, as after a restart: in-memory state gone, the database kept) and run its
         start-up hook (stale settlement, commands, resume, scheduler)."""
         if self.app is not None:
             await self.app.aclose()
-        path = self.tmp / "providers.toml"
-        path.write_text(PROVIDERS.format(first=self.first.url, second=self.second.url,
-                                         replicate=self.replicate.base_url), encoding="utf-8")
-        env = {"FIRST_API_KEY": FIRST_KEY, "SECOND_API_KEY": SECOND_KEY, "REPLICATE_API_KEY": REPLICATE_KEY}
-        self.app = build_app(self.settings, load_providers(path, env=env))
+        path = PROVIDERS.write(self.tmp / "providers.toml", self.fakes)
+        self.app = build_app(self.settings, load_providers(path, env=PROVIDERS.keys(self.fakes)))
         await self.app.on_startup()
         return self.app
 

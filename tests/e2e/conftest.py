@@ -27,7 +27,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.e2e.harness import PRIMARY_REPLY, SECONDARY_REPLY, BotProcess, Fakes, bot_env, write_providers_file
+from tests.e2e.harness import (
+    PRIMARY_REPLY,
+    SECONDARY_REPLY,
+    BotProcess,
+    Fakes,
+    bot_env,
+    start_fakes,
+    write_providers_file,
+)
 from tests.fakes.telegram import FakeTelegram
 
 E2E = pytest_asyncio.fixture
@@ -91,7 +99,7 @@ class Database:
 # --- a bot per test ------------------------------------------------------------------------------
 @E2E(loop_scope="package")
 async def fakes() -> AsyncIterator[Fakes]:
-    started = await Fakes.start()
+    started = await start_fakes()
     try:
         yield started
     finally:
@@ -154,7 +162,7 @@ class Live:
 @E2E(scope="package", loop_scope="package")
 async def shared_bot(tmp_path_factory: pytest.TempPathFactory, mpl_dir: Path) -> AsyncIterator[Live]:
     tmp = tmp_path_factory.mktemp("shared-bot")
-    started = await Fakes.start()
+    started = await start_fakes()
     env = bot_env(tmp, started, write_providers_file(tmp / "providers.toml", started), MPLCONFIGDIR=str(mpl_dir))
     bot = BotProcess(env, tmp / "bot.log", started.telegram)
     try:

@@ -12,22 +12,20 @@ import contextlib
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from tests.fakes.openai import FakeOpenAI
-from tests.fakes.replicate import FakeReplicate
 from tests.fakes.telegram import FakeTelegram
+from tests.support.botenv import Fakes, ProvidersFile, text_fake
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_ID = 1001
 FREE_CREDITS = 100
-PRIMARY_KEY, SECONDARY_KEY, REPLICATE_KEY = "sk-or-primary-test", "sk-secondary-test", "r8_e2e_test"
+PRIMARY_KEY, SECONDARY_KEY = "sk-or-primary-test", "sk-secondary-test"
 PRIMARY_REPLY = "Primary model says hello to you"
 SECONDARY_REPLY = "Secondary model answers instead"
 
-PROVIDERS_TOML = """\
+# OpenRouter first for text; OpenAI as the fallback, and for images and speech.
+PROVIDERS = ProvidersFile(names=("primary", "secondary"), replicate_poll_s=0.1, blocks="""\
 [providers.primary]
 kind = "openrouter"
 base_url = "{primary}"
@@ -41,80 +39,16 @@ base_url = "{secondary}"
 timeout_s = 5
 models = {{ text = "gpt-4o-mini", image = "gpt-image-1", audio = "gpt-4o-mini-tts" }}
 prices = {{ text_in_per_1k = 0.00015, text_out_per_1k = 0.0006, image = 0.04, audio_per_1k_chars = 0.015 }}
-
-[providers.replicate]
-kind = "replicate"
-base_url = "{replicate}"
-timeout_s = 5
-models = {{ video = "minimax/video-01" }}
-prices = {{ video = 0.5 }}
-options = {{ poll_interval_s = 0.1, prefer_wait_s = 0 }}
-
-[routes]
-text = ["primary", "secondary"]
-image = ["secondary"]
-video = ["replicate"]
-audio = ["secondary"]
-
-[labels."Fast chat"]
-category = "text"
-credits = 1
-
-[labels."Smart chat"]
-category = "text"
-credits = 3
-route = ["secondary"]
-
-[labels."Picture"]
-category = "image"
-credits = 5
-
-[labels."Video"]
-category = "video"
-credits = 20
-
-[labels."Voice"]
-category = "audio"
-credits = 2
-"""
+""", media_routes='image = ["secondary"]\naudio = ["secondary"]\n')
 
 
-@dataclass
-class Fakes:
-    telegram: FakeTelegram
-    primary: FakeOpenAI  # OpenRouter dialect: first for text
-    secondary: FakeOpenAI  # OpenAI: text fallback, images, speech
-    replicate: FakeReplicate  # video, as an async job
-
-    @classmethod
-    async def start(cls) -> Fakes:
-        primary = FakeOpenAI(dialect="openrouter", api_key=PRIMARY_KEY)
-        primary.reply_text = PRIMARY_REPLY
-        secondary = FakeOpenAI(dialect="openai", api_key=SECONDARY_KEY)
-        secondary.reply_text = SECONDARY_REPLY
-        # The job keeps running until a test finishes it (polls_until_done = 0).
-        replicate = FakeReplicate(token=REPLICATE_KEY, polls_until_done=10**9, output_style="string",
-                                  output_ext="mp4")
-        fakes = cls(FakeTelegram(), primary, secondary, replicate)
-        for server in fakes.servers():
-            await server.start()
-        return fakes
-
-    def servers(self) -> list[Any]:
-        return [self.telegram, self.primary, self.secondary, self.replicate]
-
-    async def stop(self) -> None:
-        for server in self.servers():
-            await server.stop()
-
-    def chat_calls(self, fake: FakeOpenAI) -> int:
-        return len(fake.calls_to("/chat/completions"))
+async def start_fakes() -> Fakes:
+    return await Fakes.start(text_fake("openrouter", PRIMARY_KEY, PRIMARY_REPLY),
+                             text_fake("openai", SECONDARY_KEY, SECONDARY_REPLY))
 
 
 def write_providers_file(path: Path, fakes: Fakes) -> Path:
-    path.write_text(PROVIDERS_TOML.format(primary=fakes.primary.url, secondary=fakes.secondary.url,
-                                          replicate=fakes.replicate.base_url), encoding="utf-8")
-    return path
+    return PROVIDERS.write(path, fakes)
 
 
 def bot_env(tmp: Path, fakes: Fakes, providers_file: Path, **overrides: str) -> dict[str, str]:
@@ -138,9 +72,7 @@ def bot_env(tmp: Path, fakes: Fakes, providers_file: Path, **overrides: str) -> 
         "STREAM_EDIT_INTERVAL": "0.2",
         "PROGRESS_AFTER": "0.5",
         "PROGRESS_INTERVAL": "0.5",
-        "PRIMARY_API_KEY": PRIMARY_KEY,
-        "SECONDARY_API_KEY": SECONDARY_KEY,
-        "REPLICATE_API_KEY": REPLICATE_KEY,
+        **PROVIDERS.keys(fakes),
         "WEBHOOK_URL": "",
     }
     env.update(overrides)
