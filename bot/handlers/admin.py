@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.filters import IsAdmin
 from bot.handlers import admin_stats
-from bot.handlers.admin_stats import BadArgs, answer_blocks, parse_scope, usage
+from bot.handlers.admin_stats import answer_blocks, read_scope, usage
 from bot.i18n import Translate, language_for
 from bot.services.digest import send_digest
 from bot.services.export import export_csv, fit_for_telegram
@@ -117,13 +117,9 @@ async def cmd_user(message: Message, command: CommandObject, t: Translate, sessi
 async def cmd_digest(message: Message, command: CommandObject, t: Translate, bot: Bot,
                      sessions: async_sessionmaker[AsyncSession], settings: Settings,
                      manager: ProviderManager | None = None) -> None:
-    try:
-        scope = parse_scope(command.args, t, settings, command="digest", default_period="yesterday",
-                            category_required=False)
-        if scope.category is not None:
-            raise BadArgs(usage(t, "digest"))
-    except BadArgs as exc:
-        await message.answer(exc.text, parse_mode=ParseMode.HTML)
+    scope = await read_scope(message, command, t, settings, name="digest", default_period="yesterday",
+                             category="refused")
+    if scope is None:
         return
     await send_digest(bot, sessions, settings, manager, scope.period, chat_ids=[message.chat.id])
 
@@ -131,13 +127,8 @@ async def cmd_digest(message: Message, command: CommandObject, t: Translate, bot
 @router.message(Command("export"), IsAdmin())
 async def cmd_export(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
                      settings: Settings) -> None:
-    try:
-        scope = parse_scope(command.args, t, settings, command="export", default_period="today",
-                            category_required=False)
-        if scope.category is not None:
-            raise BadArgs(usage(t, "export"))
-    except BadArgs as exc:
-        await message.answer(exc.text, parse_mode=ParseMode.HTML)
+    scope = await read_scope(message, command, t, settings, name="export", default_period="today", category="refused")
+    if scope is None:
         return
     data, rows = await export_csv(session, scope.period)
     period = period_text(scope.period, t, settings.tz)

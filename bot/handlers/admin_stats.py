@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from aiogram import Router
 from aiogram.enums import ParseMode
@@ -28,6 +29,7 @@ from providers.types import Category
 router = Router(name=__name__)
 
 CATEGORIES = tuple(c.value for c in Category)
+CategoryArg = Literal["required", "optional", "refused"]  # a command must, may, or must not name one
 MIN_ATTEMPTS = 20  # a recommendation needs this many attempts in the period to mean anything
 
 
@@ -69,6 +71,20 @@ def parse_scope(raw: str | None, t: Translate, settings: Settings, *, command: s
     return Scope(category, period_named(period or default_period, settings.tz))
 
 
+async def read_scope(message: Message, command: CommandObject, t: Translate, settings: Settings, *, name: str,
+                     default_period: str, category: CategoryArg) -> Scope | None:
+    """The command's scope, or None once the admin has been answered why the arguments do not parse."""
+    try:
+        scope = parse_scope(command.args, t, settings, command=name, default_period=default_period,
+                            category_required=category == "required")
+        if category == "refused" and scope.category is not None:
+            raise BadArgs(usage(t, name))
+    except BadArgs as exc:
+        await message.answer(exc.text, parse_mode=ParseMode.HTML)
+        return None
+    return scope
+
+
 async def answer_blocks(message: Message, blocks: Sequence[str]) -> None:
     for text in split_blocks(blocks):
         await message.answer(text, parse_mode=ParseMode.HTML)
@@ -77,11 +93,9 @@ async def answer_blocks(message: Message, blocks: Sequence[str]) -> None:
 @router.message(Command("stats"), IsAdmin())
 async def cmd_stats(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
                     settings: Settings) -> None:
-    try:
-        scope = parse_scope(command.args, t, settings, command="stats", default_period="today",
-                            category_required=False)
-    except BadArgs as exc:
-        await message.answer(exc.text, parse_mode=ParseMode.HTML)
+    scope = await read_scope(message, command, t, settings, name="stats", default_period="today",
+                             category="optional")
+    if scope is None:
         return
     stats = await provider_stats(session, scope.period, scope.category)
     totals = await request_totals(session, scope.period, scope.category)
@@ -93,11 +107,9 @@ async def cmd_stats(message: Message, command: CommandObject, t: Translate, sess
 @router.message(Command("cost"), IsAdmin())
 async def cmd_cost(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
                    settings: Settings) -> None:
-    try:
-        scope = parse_scope(command.args, t, settings, command="cost", default_period="7d",
-                            category_required=True)
-    except BadArgs as exc:
-        await message.answer(exc.text, parse_mode=ParseMode.HTML)
+    scope = await read_scope(message, command, t, settings, name="cost", default_period="7d",
+                             category="required")
+    if scope is None:
         return
     assert scope.category is not None
     ranked = await cost_comparison(session, scope.period, scope.category)
@@ -108,11 +120,9 @@ async def cmd_cost(message: Message, command: CommandObject, t: Translate, sessi
 @router.message(Command("recommended"), IsAdmin())
 async def cmd_recommended(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
                           settings: Settings) -> None:
-    try:
-        scope = parse_scope(command.args, t, settings, command="recommended", default_period="7d",
-                            category_required=True)
-    except BadArgs as exc:
-        await message.answer(exc.text, parse_mode=ParseMode.HTML)
+    scope = await read_scope(message, command, t, settings, name="recommended", default_period="7d",
+                             category="required")
+    if scope is None:
         return
     assert scope.category is not None
     ranked = await cost_comparison(session, scope.period, scope.category)
