@@ -141,10 +141,15 @@ def build_result(chain: Chain, candidate: Candidate, out: AdapterResult, attempt
 
 class FallbackWalk:
     """The order of calls for one request: the ready providers once each, then at most one quick retry
-    of the first provider that failed `unavailable` (only now that nobody else is left)."""
+    of the first provider that failed `unavailable` (only now that nobody else is left). It keeps the
+    attempts made and the providers skipped, for the result or the one error."""
 
-    def __init__(self, rt: Runtime, chain: Chain, ready: list[Candidate]) -> None:
+    def __init__(self, rt: Runtime, chain: Chain) -> None:
         self.rt, self.chain = rt, chain
+        self.started = time.perf_counter()
+        ready, blocked = order(chain, rt.health, rt.spend, rt.latency)
+        self.skipped: Skipped = {**chain.unusable, **blocked}
+        self.attempts: list[Attempt] = []
         self.queue = deque(ready)
         self.retryable: Candidate | None = None
         self.retried = False
@@ -163,42 +168,33 @@ class FallbackWalk:
         await asyncio.sleep(self.rt.settings.quick_retry_delay_s)
         return again
 
+    def failure(self, *, stopped: bool = False) -> AllProvidersFailed:
+        """The one error for the caller; `stopped`: the walk was cut short, so waiting cannot help."""
+        reasons = {name: why if isinstance(why, str) else why.reason for name, why in self.skipped.items()}
+        retry = None if stopped else retry_at(self.rt, self.chain, self.attempts)
+        return AllProvidersFailed(self.chain.category, self.attempts, retry, reasons)
+
 
 Skipped = dict[str, "Block | str"]  # provider -> why not tried; Blocks are put into words only on failure
 
 
-def skipped_of(chain: Chain, blocked: dict[str, Block]) -> Skipped:
-    return {**chain.unusable, **blocked}
-
-
-def all_failed(rt: Runtime, chain: Chain, attempts: list[Attempt], skipped: Skipped, *,
-               stopped: bool = False) -> AllProvidersFailed:
-    """The one error for the caller; `stopped`: the walk was cut short, so waiting cannot help."""
-    reasons = {name: why if isinstance(why, str) else why.reason for name, why in skipped.items()}
-    return AllProvidersFailed(chain.category, attempts, None if stopped else retry_at(rt, chain, attempts), reasons)
-
-
 async def run_chain(rt: Runtime, chain: Chain, request: GenerationRequest, reporter: Reporter) -> Result:
-    started = time.perf_counter()
-    ready, blocked = order(chain, rt.health, rt.spend, rt.latency)
-    skipped = skipped_of(chain, blocked)
-    attempts: list[Attempt] = []
-    walk = FallbackWalk(rt, chain, ready)
+    walk = FallbackWalk(rt, chain)
     while (candidate := await walk.next()) is not None:
-        outcome = await call_provider(rt, candidate, request, len(attempts), reporter)
+        outcome = await call_provider(rt, candidate, request, len(walk.attempts), reporter)
         if isinstance(outcome, Block):  # blocked since order() ran (a concurrent call failed)
-            skipped[candidate.provider] = outcome
+            walk.skipped[candidate.provider] = outcome
             continue
         record, out = outcome
-        attempts.append(record)
+        walk.attempts.append(record)
         if out is not None:
-            result = build_result(chain, candidate, out, attempts, started)
+            result = build_result(chain, candidate, out, walk.attempts, walk.started)
             await reporter.result(result)
             return result
         assert record.kind is not None
         if not falls_back(rt.settings, record.kind):
             break
         walk.failed(candidate, record.kind)
-    failure = all_failed(rt, chain, attempts, skipped)
+    failure = walk.failure()
     await reporter.result(failure)
     raise failure

@@ -21,19 +21,17 @@ from dataclasses import dataclass, field
 from providers.calls import (
     FallbackWalk,
     Runtime,
-    all_failed,
     as_provider_error,
     build_result,
     context_for,
     falls_back,
     record_failure,
     record_success,
-    skipped_of,
 )
-from providers.errors import Attempt, ProviderError
+from providers.errors import ProviderError
 from providers.health import Block
 from providers.result import Reporter, Result
-from providers.routing import Candidate, Chain, order
+from providers.routing import Candidate, Chain
 from providers.types import AdapterResult, GenerationRequest, Usage
 
 
@@ -98,15 +96,11 @@ async def _deltas(candidate: Candidate, request: GenerationRequest, reporter: Re
 
 async def _stream_chain(rt: Runtime, chain: Chain, request: GenerationRequest, reporter: Reporter,
                         stream: TextStream) -> AsyncGenerator[str, None]:
-    started = time.perf_counter()
-    ready, blocked = order(chain, rt.health, rt.spend, rt.latency)
-    skipped = skipped_of(chain, blocked)
-    attempts: list[Attempt] = []
-    walk = FallbackWalk(rt, chain, ready)
+    walk = FallbackWalk(rt, chain)
     while (candidate := await walk.next()) is not None:
         ticket = rt.health.admit(candidate.provider, chain.category)
         if isinstance(ticket, Block):
-            skipped[candidate.provider] = ticket
+            walk.skipped[candidate.provider] = ticket
             continue
         progress = _Progress(candidate.model)
         began = (rt.clock.now(), time.perf_counter())
@@ -125,20 +119,20 @@ async def _stream_chain(rt: Runtime, chain: Chain, request: GenerationRequest, r
             raise
         if error is None:
             out = progress.output()
-            attempts.append(await record_success(rt, candidate, ticket, out, chain.category, len(attempts),
-                                                 began, reporter))
-            stream.result = build_result(chain, candidate, out, attempts, started)
+            walk.attempts.append(await record_success(rt, candidate, ticket, out, chain.category,
+                                                      len(walk.attempts), began, reporter))
+            stream.result = build_result(chain, candidate, out, walk.attempts, walk.started)
             await reporter.result(stream.result)
             return
         # A stream that broke after delivering text for a while did not hang, however long it ran.
-        attempts.append(await record_failure(rt, candidate, ticket, error, chain.category, len(attempts),
-                                             began, reporter, may_have_hung=not progress.parts))
+        walk.attempts.append(await record_failure(rt, candidate, ticket, error, chain.category, len(walk.attempts),
+                                                  began, reporter, may_have_hung=not progress.parts))
         if progress.parts:  # the caller has text from this provider: no switching now
-            await reporter.result(all_failed(rt, chain, attempts, skipped, stopped=True))
+            await reporter.result(walk.failure(stopped=True))
             raise error
         if not falls_back(rt.settings, error.kind):
             break
         walk.failed(candidate, error.kind)
-    failure = all_failed(rt, chain, attempts, skipped)
+    failure = walk.failure()
     await reporter.result(failure)
     raise failure
