@@ -96,6 +96,14 @@ class Adapter:
                             status=response.status_code) from exc
 
 
+def error_json(response: httpx.Response) -> Any:
+    """The body parsed as JSON for classification, or None (error bodies are often HTML or empty)."""
+    try:
+        return response.json()
+    except ValueError:  # not JSON, or not decodable
+        return None
+
+
 def error_text(response: httpx.Response, limit: int = 500) -> str:
     """The body as text for classification and messages, bounded (bodies can be huge HTML pages)."""
     try:

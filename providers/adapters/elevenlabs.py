@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 from loguru import logger
 
-from providers.base import Adapter, CallContext, error_text
+from providers.base import Adapter, CallContext, error_json, error_text
 from providers.errors import ErrorKind, ProviderError, kind_from_status, parse_retry_after, refine_kind
 from providers.types import AdapterResult, Category, GenerationRequest, Media, Usage
 
@@ -102,10 +102,7 @@ class ElevenLabsAdapter(Adapter):
 
     def error(self, response: httpx.Response) -> ProviderError:
         status = response.status_code
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = error_json(response)
         code, message = _detail(body)
         text = message or error_text(response) or response.reason_phrase
         kind = _KIND_BY_CODE.get(code)

@@ -22,7 +22,7 @@ import httpx
 from loguru import logger
 
 from providers.adapters.polling import data_uri, media_from_url, poll_until, same_origin, tagged_with_job
-from providers.base import Adapter, CallContext, error_text
+from providers.base import Adapter, CallContext, error_json, error_text
 from providers.errors import (
     ErrorKind,
     ProviderError,
@@ -83,10 +83,7 @@ class FalAdapter(Adapter):
 
     def error(self, response: httpx.Response) -> ProviderError:
         status = response.status_code
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = None
+        body = error_json(response)
         message, types = _describe(body)
         message = message or error_text(response, 200) or f"HTTP {status}"
         # 403 "User is locked. Reason: Exhausted balance" is quota; 422 with a policy type is moderation

@@ -16,7 +16,7 @@ import httpx
 from loguru import logger
 
 from providers.adapters.stability import sniff_image_mime
-from providers.base import Adapter, CallContext, error_text
+from providers.base import Adapter, CallContext, error_json, error_text
 from providers.errors import ErrorKind, ProviderError, parse_retry_after, refine_kind
 from providers.types import AdapterResult, Category, GenerationRequest, Media, Usage
 
@@ -102,10 +102,7 @@ class HuggingFaceAdapter(Adapter):
         return Media(mime=mime, data=data)
 
     def error(self, response: httpx.Response) -> ProviderError:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = error_json(response)
         return self._classify(response.status_code, body, response.headers, error_text(response))
 
     def _classify(self, status: int, body: Any, headers: Mapping[str, str], raw: str = "") -> ProviderError:

@@ -19,7 +19,7 @@ import httpx
 from loguru import logger
 
 from providers.adapters.polling import data_uri, media_from_url, poll_until, same_origin, tagged_with_job
-from providers.base import Adapter, CallContext, error_text
+from providers.base import Adapter, CallContext, error_json, error_text
 from providers.errors import (
     ErrorKind,
     ProviderError,
@@ -73,7 +73,7 @@ class ReplicateAdapter(Adapter):
 
     def error(self, response: httpx.Response) -> ProviderError:
         status = response.status_code
-        body = _json_or_none(response)
+        body = error_json(response)
         title = str(body.get("title") or "") if isinstance(body, dict) else ""
         detail = str(body.get("detail") or "") if isinstance(body, dict) else ""
         message = ": ".join(p for p in (title, detail) if p) or error_text(response, 200) or f"HTTP {status}"
@@ -224,13 +224,6 @@ class ReplicateAdapter(Adapter):
         if not media:
             raise self.fail(ErrorKind.INVALID_RESPONSE, "prediction succeeded without a file URL", status=200)
         return tuple(media)
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _invalid_fields(value: Any) -> str:

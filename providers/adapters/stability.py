@@ -18,7 +18,7 @@ import httpx
 from loguru import logger
 
 from providers.adapters.polling import poll_until, tagged_with_job
-from providers.base import Adapter, CallContext, error_text
+from providers.base import Adapter, CallContext, error_json, error_text
 from providers.errors import ErrorKind, ProviderError, parse_retry_after, refine_kind
 from providers.types import AdapterResult, Category, EditOp, GenerationRequest, Media, Usage
 
@@ -234,10 +234,7 @@ class StabilityAdapter(Adapter):
 
     def error(self, response: httpx.Response) -> ProviderError:
         status = response.status_code
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = error_json(response)
         name = str(body.get("name") or "") if isinstance(body, dict) else ""
         errors = body.get("errors") if isinstance(body, dict) else None
         detail = "; ".join(str(e) for e in errors) if isinstance(errors, list) else error_text(response)
