@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 from PIL import Image
 
@@ -17,6 +15,7 @@ from bot.services.delivery import MediaFetchError, TextStreamer, media_bytes, se
 from bot.services.progress import ProgressMessage, chat_action
 from bot.services.textfmt import plain_text
 from providers.types import Media
+from tests.bot import admin_support as support
 from tests.fakes.base import FakeServer
 from tests.fakes.telegram import FakeTelegram
 
@@ -36,11 +35,7 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield server  # type: ignore[misc]
 
 
-@pytest.fixture
-async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
-    bot = Bot(fake.token, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url), timeout=5))
-    yield bot
-    await bot.session.close()
+bot = support.bot  # a real Bot over the fake above
 
 
 class Clock:
