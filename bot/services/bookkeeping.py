@@ -61,7 +61,7 @@ class RequestBook:
         async def close(session: AsyncSession) -> bool:
             closed = await accounting.close_served(session, request_id, served_record(result))
             if exchange is not None:
-                await _append_exchange(session, *exchange)
+                await history.append_exchange(session, *exchange)
             return closed
         return await self._write(close)
 
@@ -72,10 +72,6 @@ class RequestBook:
 
     async def history(self, tg_id: int, max_chars: int) -> list[tuple[str, str]]:
         # A read, but through the queue on purpose: on SQLite it rides along with the batch instead of
-        # taking one more pooled connection per message (a burst of users churned the pool's overflow)
-        return await self._write(lambda s: history.load_history(s, tg_id, max_chars))
-
-
-async def _append_exchange(session: AsyncSession, tg_id: int, question: str, answer: str) -> None:
-    await history.append_message(session, tg_id, "user", question)
-    await history.append_message(session, tg_id, "assistant", answer)
+        # taking one more pooled connection per message (a burst of users churned the pool's overflow).
+        # Being a write transaction anyway, it is where a long history is pruned.
+        return await self._write(lambda s: history.load_history(s, tg_id, max_chars, prune=True))

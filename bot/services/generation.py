@@ -75,7 +75,7 @@ class GenerationService:
             await ask.say(problem)
             return
         budget = max(0, self.settings.history_max_chars - len(text))
-        past = await self.book.history(ask.user_id, budget) if budget else []
+        past = await self.book.history(ask.user_id, budget)  # read even with no budget: it prunes
         messages = (*(ChatMessage(role, content) for role, content in past), ChatMessage("user", text))
         request = GenerationRequest(Category.TEXT, prompt=text, messages=messages)
         await self.run(ask, label, request, self.answers.text(ask, label.name, request))

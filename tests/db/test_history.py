@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.repo.history import append_message, clear_history, load_history
+from db.repo.history import append_exchange, append_message, clear_history, load_history
 from db.repo.users import upsert_user
 from tests.db.conftest import FreshDb
 
@@ -36,6 +36,18 @@ async def test_only_the_newest_turns_are_stored(sessions: Sessions) -> None:
         for i in range(12):
             await append_message(s, 1, "user", str(i), keep=5)
         assert [c for _, c in await load_history(s, 1, 1000)] == ["7", "8", "9", "10", "11"]
+
+
+async def test_exchanges_are_pruned_on_the_read_that_prunes(sessions: Sessions) -> None:
+    async with sessions() as s, s.begin():
+        await upsert_user(s, 1)
+        for i in range(6):
+            await append_exchange(s, 1, f"q{i}", f"a{i}")
+        newest = ["q3", "a3", "q4", "a4", "q5", "a5"]
+        assert [c for _, c in await load_history(s, 1, 1000, keep=6)] == newest
+        assert len(await load_history(s, 1, 1000)) == 12  # a plain read deletes nothing
+        assert [r for r, _ in await load_history(s, 1, 1000, keep=6, prune=True)] == ["user", "assistant"] * 3
+        assert [c for _, c in await load_history(s, 1, 1000)] == newest
 
 
 def _expected(turns: list[str], max_chars: int) -> list[str]:
