@@ -9,15 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.dialect import insert_for
-from db.models import LedgerEntry, User
+from db.dialect import dialect_name
+from db.models import LedgerEntry, User, ledger_table, users_table
 from db.periods import utcnow
 
 GRANT_REASONS = ("grant", "free", "admin_grant")
+_INSERT_LEDGER = insert(ledger_table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,38 @@ def _view(user: User, *, is_new: bool = False) -> UserView:
     )
 
 
+# The upsert runs on every update: prebuilt Core statements with bind parameters (building and caching a
+# statement per call, and ORM identity-map bookkeeping, cost more CPU than SQLite spent running them).
+_U = users_table.c
+_VIEW_COLUMNS = (_U.id, _U.username, _U.first_name, _U.last_name, _U.language, _U.tg_language, _U.is_admin,
+                 _U.credits, _U.labels, _U.created_at, _U.last_seen_at)
+_FRESH = ("username", "first_name", "last_name", "tg_language", "is_admin", "last_seen_at")
+
+
+def _bind(name: str) -> Any:
+    return bindparam(f"p_{name}", type_=users_table.c[name].type)
+
+
+_REFRESH = (update(users_table).where(_U.id == _bind("id")).values({n: _bind(n) for n in _FRESH})
+            .returning(*_VIEW_COLUMNS))
+
+
+@lru_cache(maxsize=4)
+def _create(dialect: str) -> Any:
+    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(users_table)
+    names = ("id", "credits", "labels", "created_at", *_FRESH)
+    return (stmt.values({n: _bind(n) for n in names}).on_conflict_do_nothing(index_elements=["id"])
+            .returning(*_VIEW_COLUMNS))
+
+
+def _row_view(row: Any, *, is_new: bool = False) -> UserView:
+    return UserView(
+        tg_id=row.id, username=row.username, first_name=row.first_name, last_name=row.last_name,
+        language=row.language or row.tg_language, is_admin=row.is_admin, credits=row.credits,
+        labels=dict(row.labels or {}), created_at=row.created_at, last_seen_at=row.last_seen_at, is_new=is_new,
+    )
+
+
 async def upsert_user(
     session: AsyncSession, tg_id: int, *, username: str | None = None, first_name: str | None = None,
     last_name: str | None = None, language: str | None = None, is_admin: bool = False, free_credits: int = 0,
@@ -54,30 +90,23 @@ async def upsert_user(
 ) -> UserView:
     """Refresh names, language, admin flag and last seen; a new user gets `free_credits` once."""
     now = now or utcnow()
-    fresh = {"username": username, "first_name": first_name, "last_name": last_name, "tg_language": language,
-             "is_admin": is_admin, "last_seen_at": now}
+    values = {"p_id": tg_id, "p_username": username, "p_first_name": first_name, "p_last_name": last_name,
+              "p_tg_language": language, "p_is_admin": is_admin, "p_last_seen_at": now}
+    conn = await session.connection()
     # The common case (a known user) is one UPDATE; only a miss tries the insert.
-    refreshed = (await session.execute(
-        update(User).where(User.id == tg_id).values(**fresh).returning(User)
-        .execution_options(populate_existing=True)
-    )).scalar_one_or_none()
+    refreshed = (await conn.execute(_REFRESH, values)).one_or_none()
     if refreshed is not None:
-        return _view(refreshed)
+        return _row_view(refreshed)
     free = max(0, free_credits)
-    created = (await session.execute(
-        insert_for(session, User)
-        .values(id=tg_id, credits=free, labels={}, created_at=now, **fresh)
-        .on_conflict_do_nothing(index_elements=["id"]).returning(User.id)
-    )).scalar_one_or_none()
+    created = (await conn.execute(_create(dialect_name(conn)), {
+        **values, "p_credits": free, "p_labels": {}, "p_created_at": now})).one_or_none()
     if created is None:  # another session inserted it between our UPDATE and INSERT
         return await upsert_user(session, tg_id, username=username, first_name=first_name,
                                  last_name=last_name, language=language, is_admin=is_admin, now=now)
     if free:
-        session.add(LedgerEntry(user_id=tg_id, delta=free, reason="free", created_at=now))
-        await session.flush()
-    user = await session.get(User, tg_id, populate_existing=True)
-    assert user is not None
-    return _view(user, is_new=True)
+        await conn.execute(_INSERT_LEDGER, {"user_id": tg_id, "delta": free, "reason": "free", "request_id": None,
+                                            "by_admin": None, "created_at": now})
+    return _row_view(created, is_new=True)
 
 
 async def get_user(session: AsyncSession, tg_id: int) -> UserView | None:
