@@ -48,6 +48,9 @@ def configure_logging(level: str, secrets: list[str]) -> None:
     logger.add(sys.stderr, level=level, backtrace=False, diagnose=False,
                format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{line} | {message}")
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
+    # httpx logs every provider request at INFO ("HTTP Request: POST ..."): a line per call routed through
+    # loguru for what the request log already keeps; failures still reach the log through ProviderError.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def fail(message: str) -> int:
