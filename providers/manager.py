@@ -45,8 +45,13 @@ class ProviderHealth:
 
 def make_client(max_connections: int = 512) -> httpx.AsyncClient:
     """One client for every provider: many concurrent requests, HTTP/1.1 keep-alive. Per-call timeouts
-    come from each provider's `timeout_s`."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 4,
+    come from each provider's `timeout_s`.
+
+    Keep-alive is allowed for every connection: httpcore closes any connection that turns idle while the
+    pool holds more connections than `max_keepalive_connections` (it counts all of them, busy ones too),
+    so under a burst a lower cap made nearly every request open a new TCP connection. Idle ones still
+    close after `keepalive_expiry`."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
                           keepalive_expiry=60.0)
     return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0, connect=10.0))
 
