@@ -52,13 +52,14 @@ class FakeServer:
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
-    async def start(self) -> FakeServer:
+    async def start(self, port: int = 0) -> FakeServer:
+        """Listen on 127.0.0.1:`port` (0: any free port; a stopped fake can come back on its old one)."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self.routes(app)
         # A short shutdown: a `hang` handler sleeps for an hour, and stop() would otherwise wait 60 s for it.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self
