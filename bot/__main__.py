@@ -10,7 +10,6 @@ import asyncio
 import logging
 import re
 import sys
-from typing import TYPE_CHECKING
 
 from loguru import logger
 from pydantic import ValidationError
@@ -21,9 +20,6 @@ from db.engine import safe_url, upgrade_database
 from providers.config import ProvidersConfig
 from providers.loader import load_providers
 from providers.loader_checks import ProvidersFileError
-
-if TYPE_CHECKING:
-    from aiogram import Bot
 
 _TOKEN = re.compile(r"\d+:[\w-]+")
 
@@ -92,25 +88,6 @@ def _provider_keys(env: dict[str, str]) -> list[str]:
     return [v for k, v in env.items() if len(v) >= 8 and k.endswith(("_API_KEY", "_API_TOKEN", "_KEY", "_TOKEN"))]
 
 
-async def wait_for_telegram(bot: Bot, first_delay_s: float = 1.0, max_delay_s: float = 60.0) -> None:
-    """Wait, with backoff, until Telegram answers: aiogram's start_polling calls getMe once and gives up on
-    a network error, so a bot started while its network or a local Bot API server is down would just exit."""
-    from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
-
-    delay = first_delay_s
-    while True:
-        try:
-            await bot.delete_webhook(drop_pending_updates=False)
-            await bot.me()
-            return
-        except TelegramUnauthorizedError as exc:
-            raise StartupError("Telegram refused BOT_TOKEN (401 Unauthorized): check it with @BotFather") from exc
-        except TelegramNetworkError as exc:
-            logger.warning("Telegram is not reachable yet ({}); trying again in {:g} s", exc.message, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, max_delay_s)
-
-
 async def run(settings: Settings, config: ProvidersConfig) -> None:
     from bot.app import build_app
 
@@ -121,12 +98,12 @@ async def run(settings: Settings, config: ProvidersConfig) -> None:
         raise StartupError(f"cannot migrate the database at {safe_url(settings.database_url)}: {exc}") from exc
     app = build_app(settings, config)
     try:
+        await app.wait_for_telegram(delete_webhook=not settings.webhook_url)
         if settings.webhook_url:
             from bot.webhook import run_webhook
 
             await run_webhook(app)
         else:
-            await wait_for_telegram(app.bot)
             await app.dp.start_polling(app.bot, handle_as_tasks=True, close_bot_session=False,
                                        allowed_updates=app.dp.resolve_used_update_types())
     finally:

@@ -8,6 +8,7 @@ start-up hook, so polling and webhook modes share them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 
@@ -17,12 +18,13 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.errors import StartupError
 from bot.handlers import routers
 from bot.i18n import LANGUAGES, Translate
 from bot.middlewares import setup_middlewares
@@ -80,6 +82,28 @@ class BotApp:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.jobs.shutdown()
+
+    async def wait_for_telegram(self, *, delete_webhook: bool, first_delay_s: float = 1.0,
+                                max_delay_s: float = 60.0) -> None:
+        """Wait, with backoff, until Telegram answers (and, for polling, drop any webhook).
+
+        aiogram's start_polling calls getMe once and gives up on a network error, and a failed setWebhook
+        would end webhook mode: a bot started while its network or local Bot API server is down would exit.
+        """
+        delay = first_delay_s
+        while True:
+            try:
+                if delete_webhook:
+                    await self.bot.delete_webhook(drop_pending_updates=False)
+                await self.bot.me()
+                return
+            except TelegramUnauthorizedError as exc:
+                raise StartupError("Telegram refused BOT_TOKEN (401 Unauthorized): check it with @BotFather") \
+                    from exc
+            except TelegramNetworkError as exc:
+                logger.warning("Telegram is not reachable yet ({}); trying again in {:g} s", exc.message, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
 
     async def set_commands(self) -> None:
         """The command menu, in English by default and in each other language for its users."""
