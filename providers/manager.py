@@ -17,11 +17,12 @@ import httpx
 from loguru import logger
 
 from providers.adapters import ADAPTERS
+from providers.attempt import AttemptRun, Runtime, context_for
 from providers.base import Adapter
 from providers.budget import DailySpend
-from providers.calls import Runtime, build_result, context_for, record_failure, record_success, run_chain
+from providers.calls import build_result, run_chain
 from providers.config import LabelConfig, ProvidersConfig
-from providers.errors import AllProvidersFailed, ProviderError
+from providers.errors import AllProvidersFailed
 from providers.health import Alert, CategoryHealth, Clock, HealthBook, SystemClock, Ticket
 from providers.result import CallHooks, Reporter, Result
 from providers.routing import Candidate, Chain, LatencyBook, resolve_chain
@@ -187,21 +188,18 @@ class ProviderManager:
             raise failure
         candidate = Candidate(provider, model, adapter, adapter.config.prices_for(model),
                               adapter.config.daily_budget_micros)
-        ticket = Ticket(provider, category, self.clock.monotonic(), trial=False)
-        began = (self.clock.now(), time.perf_counter())
+        ticket = Ticket(provider, category, self.clock.monotonic(), trial=False)  # paid for: never held back
         chain = Chain(category, (provider,), (candidate,), "priority", {}, f"{provider}={model}")
-        try:
+        run = AttemptRun(self._rt, candidate, ticket, 0, reporter, job_id=job_id, adapter_bugs=False)
+        async with run:
             out = await adapter.resume(job_id, request, model, context_for(candidate, reporter))
-        except ProviderError as err:
-            err.job_id = err.job_id or job_id
-            attempt = await record_failure(self._rt, candidate, ticket, err, category, 0, began, reporter)
-            failure = AllProvidersFailed(category, [attempt], None)
+            run.output = out if out.job_id is not None else dataclasses.replace(out, job_id=job_id)
+        assert run.attempt is not None
+        if run.output is None:
+            failure = AllProvidersFailed(category, [run.attempt], None)
             await reporter.result(failure)
-            raise failure from err
-        if out.job_id is None:
-            out = dataclasses.replace(out, job_id=job_id)
-        attempt = await record_success(self._rt, candidate, ticket, out, category, 0, began, reporter)
-        result = build_result(chain, candidate, out, [attempt], began[1])
+            raise failure from run.error
+        result = build_result(chain, candidate, run.output, [run.attempt], run.started[1])
         await reporter.result(result)
         return result
 

@@ -13,22 +13,12 @@ cannot stream serves the whole answer as a single delta.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from providers.calls import (
-    FallbackWalk,
-    Runtime,
-    as_provider_error,
-    build_result,
-    context_for,
-    falls_back,
-    record_failure,
-    record_success,
-)
-from providers.errors import ProviderError
+from providers.attempt import Runtime, admit, context_for
+from providers.calls import FallbackWalk, build_result, falls_back
 from providers.health import Block
 from providers.result import Reporter, Result
 from providers.routing import Candidate, Chain
@@ -98,35 +88,25 @@ async def _stream_chain(rt: Runtime, chain: Chain, request: GenerationRequest, r
                         stream: TextStream) -> AsyncGenerator[str, None]:
     walk = FallbackWalk(rt, chain)
     while (candidate := await walk.next()) is not None:
-        ticket = rt.health.admit(candidate.provider, chain.category)
-        if isinstance(ticket, Block):
-            walk.skipped[candidate.provider] = ticket
+        run = admit(rt, candidate, chain.category, len(walk.attempts), reporter)
+        if isinstance(run, Block):
+            walk.skipped[candidate.provider] = run
             continue
         progress = _Progress(candidate.model)
-        began = (rt.clock.now(), time.perf_counter())
-        error: ProviderError | None = None
-        try:
+        async with run:
             async with aclosing(_deltas(candidate, request, reporter, progress)) as deltas:
                 async for delta in deltas:
+                    run.may_have_hung = False  # a stream that delivered text did not hang, however long it ran
                     yield delta
-        except ProviderError as err:
-            error = err
-            err.provider = err.provider or candidate.provider
-        except Exception as exc:
-            error = as_provider_error(candidate, exc)
-        except BaseException:  # the caller stopped early, or was cancelled
-            rt.health.release(ticket)
-            raise
-        if error is None:
-            out = progress.output()
-            walk.attempts.append(await record_success(rt, candidate, ticket, out, chain.category,
-                                                      len(walk.attempts), began, reporter))
-            stream.result = build_result(chain, candidate, out, walk.attempts, walk.started)
+            run.output = progress.output()
+        assert run.attempt is not None
+        walk.attempts.append(run.attempt)
+        if run.output is not None:
+            stream.result = build_result(chain, candidate, run.output, walk.attempts, walk.started)
             await reporter.result(stream.result)
             return
-        # A stream that broke after delivering text for a while did not hang, however long it ran.
-        walk.attempts.append(await record_failure(rt, candidate, ticket, error, chain.category, len(walk.attempts),
-                                                  began, reporter, may_have_hung=not progress.parts))
+        error = run.error
+        assert error is not None
         if progress.parts:  # the caller has text from this provider: no switching now
             await reporter.result(walk.failure(stopped=True))
             raise error
