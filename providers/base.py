@@ -60,8 +60,10 @@ class Adapter:
         """Poll an existing async job to its end instead of creating (and paying for) a new one."""
         raise ProviderError(ErrorKind.BAD_REQUEST, "this provider has no resumable jobs", provider=self.name)
 
-    async def cancel(self, job_id: str) -> None:
-        """Ask the provider to stop a job (best effort)."""
+    async def cancel(self, job_id: str) -> bool:
+        """Ask the provider to stop a job, best effort: never raises a ProviderError. True when the
+        provider took the request (not that the job has stopped); False without a cancel endpoint."""
+        return False
 
     # --- shared plumbing ---------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""One call to one provider (`call_provider`), and the fallback walk over a chain (`run_chain`).
+"""One call to one provider (`call_provider`), the fallback walk over a chain (`run_chain`), and the
+resumption of a job created before (`resume_job`).
 
 The manager is the only place for order, retries, cooldowns and the attempt log (style.md). Here:
 - a recoverable failure moves on at once to the next ready provider; nothing sleeps while another can serve;
@@ -10,14 +11,15 @@ The manager is the only place for order, retries, cooldowns and the attempt log 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from datetime import datetime
 
-from providers.attempt import Runtime, admit, context_for
+from providers.attempt import AttemptRun, Runtime, admit, context_for
 from providers.config import ManagerSettings
 from providers.errors import AllProvidersFailed, Attempt, ErrorKind
-from providers.health import Block
+from providers.health import Block, Ticket
 from providers.result import Reporter, Result
 from providers.routing import Candidate, Chain, order
 from providers.types import AdapterResult, GenerationRequest
@@ -118,3 +120,24 @@ async def run_chain(rt: Runtime, chain: Chain, request: GenerationRequest, repor
     failure = walk.failure()
     await reporter.result(failure)
     raise failure
+
+
+async def resume_job(rt: Runtime, candidate: Candidate, job_id: str, request: GenerationRequest,
+                     reporter: Reporter) -> Result:
+    """Poll a job created before to its end. It is already paid for, so health never holds it back: the
+    ticket is not admitted, only accounted."""
+    category, provider = request.category, candidate.provider
+    ticket = Ticket(provider, category, rt.clock.monotonic(), trial=False)
+    chain = Chain(category, (provider,), (candidate,), "priority", {}, f"{provider}={candidate.model}")
+    run = AttemptRun(rt, candidate, ticket, 0, reporter, job_id=job_id, adapter_bugs=False)
+    async with run:
+        out = await candidate.adapter.resume(job_id, request, candidate.model, context_for(candidate, reporter))
+        run.output = out if out.job_id is not None else dataclasses.replace(out, job_id=job_id)
+    assert run.attempt is not None
+    if run.output is None:
+        failure = AllProvidersFailed(category, [run.attempt], None)
+        await reporter.result(failure)
+        raise failure from run.error
+    result = build_result(chain, candidate, run.output, [run.attempt], run.started[1])
+    await reporter.result(result)
+    return result

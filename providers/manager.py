@@ -17,13 +17,13 @@ import httpx
 from loguru import logger
 
 from providers.adapters import ADAPTERS
-from providers.attempt import AttemptRun, Runtime, context_for
+from providers.attempt import Runtime
 from providers.base import Adapter
 from providers.budget import DailySpend
-from providers.calls import build_result, run_chain
+from providers.calls import resume_job, run_chain
 from providers.config import LabelConfig, ProvidersConfig
 from providers.errors import AllProvidersFailed
-from providers.health import Alert, CategoryHealth, Clock, HealthBook, SystemClock, Ticket
+from providers.health import Alert, CategoryHealth, Clock, HealthBook, SystemClock
 from providers.result import CallHooks, Reporter, Result
 from providers.routing import Candidate, Chain, LatencyBook, resolve_chain
 from providers.singleflight import ResultCache, SingleFlight
@@ -31,6 +31,7 @@ from providers.streaming import TextStream
 from providers.types import Category, GenerationRequest
 
 AlertHook = Callable[[Alert], Awaitable[None]]
+CANCEL_TIMEOUT_S = 10.0  # a cancel is clean-up: it never holds the caller longer than this
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,28 +181,32 @@ class ProviderManager:
         """Poll a job created before (e.g. before a restart) to its end; never creates a new one, so it is
         not held back by cooldowns (the job is already paid for)."""
         reporter = Reporter(hooks, self.observer)
-        category = request.category
         adapter = self.adapters.get(provider)
         if adapter is None:
-            failure = AllProvidersFailed(category, [], None, {provider: "not enabled: cannot resume its job"})
+            failure = AllProvidersFailed(request.category, [], None, {provider: "not enabled: cannot resume its job"})
             await reporter.result(failure)
             raise failure
-        candidate = Candidate(provider, model, adapter, adapter.config.prices_for(model),
-                              adapter.config.daily_budget_micros)
-        ticket = Ticket(provider, category, self.clock.monotonic(), trial=False)  # paid for: never held back
-        chain = Chain(category, (provider,), (candidate,), "priority", {}, f"{provider}={model}")
-        run = AttemptRun(self._rt, candidate, ticket, 0, reporter, job_id=job_id, adapter_bugs=False)
-        async with run:
-            out = await adapter.resume(job_id, request, model, context_for(candidate, reporter))
-            run.output = out if out.job_id is not None else dataclasses.replace(out, job_id=job_id)
-        assert run.attempt is not None
-        if run.output is None:
-            failure = AllProvidersFailed(category, [run.attempt], None)
-            await reporter.result(failure)
-            raise failure from run.error
-        result = build_result(chain, candidate, run.output, [run.attempt], run.started[1])
-        await reporter.result(result)
-        return result
+        return await resume_job(self._rt, Candidate(provider, model, adapter, adapter.config.prices_for(model),
+                                                    adapter.config.daily_budget_micros), job_id, request, reporter)
+
+    async def cancel(self, provider: str, job_id: str) -> bool:
+        """Ask `provider` to stop an async job: best effort, bounded in time, never raises. True when the
+        provider took the cancel request (which does not mean the job has stopped)."""
+        adapter = self.adapters.get(provider)
+        if adapter is None:
+            logger.warning("job {} of {} not cancelled: the provider is not enabled", job_id, provider)
+            return False
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                sent = await adapter.cancel(job_id)
+        except TimeoutError:
+            logger.warning("job {} of {} not cancelled: no answer within {:g} s", job_id, provider, CANCEL_TIMEOUT_S)
+            return False
+        except Exception as exc:  # an adapter bug must not fail the caller's clean-up
+            logger.opt(exception=exc).warning("job {} of {} not cancelled: {}", job_id, provider, type(exc).__name__)
+            return False
+        logger.info("job {} of {}: {}", job_id, provider, "cancel requested" if sent else "not cancelled")
+        return sent
 
     # --- health ------------------------------------------------------------------------------
     def health_snapshot(self) -> list[ProviderHealth]:

@@ -115,7 +115,7 @@ async def test_cancel_puts_to_the_app_url(fake: FakeFal, http: httpx.AsyncClient
     with pytest.raises(ProviderError) as info:
         await adapter.generate(IMAGE, SCHNELL, ctx(max_poll_s=0.0))
     job_id = info.value.job_id or ""
-    await adapter.cancel(job_id)
+    assert await adapter.cancel(job_id) is True
     request_id = job_id.split("|")[1]
     last = fake.calls[-1]
     assert (last.method, last.path) == ("PUT", f"/fal-ai/flux/requests/{request_id}/cancel")
@@ -124,7 +124,7 @@ async def test_cancel_puts_to_the_app_url(fake: FakeFal, http: httpx.AsyncClient
         await adapter.resume(job_id, IMAGE, SCHNELL, ctx())
     assert after.value.kind is ErrorKind.UNAVAILABLE
     await adapter.cancel(job_id)  # already completed: best effort, does not raise
-    await adapter.cancel("garbage")
+    assert await adapter.cancel("garbage") is False
 
 
 @pytest.mark.parametrize(("error", "kind"), [

@@ -208,12 +208,12 @@ async def test_cancel_posts_to_the_prediction(fake: FakeReplicate, http: httpx.A
     with pytest.raises(ProviderError) as info:
         await adapter.generate(IMAGE, FLUX, ctx(max_poll_s=0.0))
     job_id = info.value.job_id or ""
-    await adapter.cancel(job_id)
+    assert await adapter.cancel(job_id) is True
     last = fake.calls[-1]
     assert (last.method, last.path) == ("POST", f"/v1/predictions/{job_id}/cancel")
     assert last.headers["Authorization"] == f"Bearer {TOKEN}"
     assert fake.predictions[job_id].status == "canceled"
-    await adapter.cancel("unknown-id")  # best effort: a failed cancel does not raise
+    assert await adapter.cancel("unknown-id") is False  # best effort: a failed cancel does not raise
 
 
 async def test_foreign_poll_url_is_not_followed(fake: FakeReplicate, http: httpx.AsyncClient) -> None:

@@ -72,7 +72,7 @@ class FalAdapter(Adapter):
             urls = self._job_urls(self._app_id(job_model), request_id, {})
             return await self._finish(urls, request, job_model, job_id, ctx)
 
-    async def cancel(self, job_id: str) -> None:
+    async def cancel(self, job_id: str) -> bool:
         ctx = CallContext(timeout_s=self.config.timeout_s)
         try:
             job_model, request_id = self._split(job_id)
@@ -80,6 +80,8 @@ class FalAdapter(Adapter):
             await self.send("PUT", urls.cancel, ctx, headers=self._headers())
         except ProviderError as exc:  # best effort: a finished job cannot be cancelled anyway
             logger.warning("{}: cancel of {} failed: {}", self.name, job_id, exc.kind)
+            return False
+        return True
 
     def error(self, response: httpx.Response) -> ProviderError:
         status = response.status_code

@@ -63,13 +63,15 @@ class ReplicateAdapter(Adapter):
             done = await self._poll(self.url(f"predictions/{quote(job_id, safe='')}"), ctx, job_id)
             return self._result(done, request, model, job_id)
 
-    async def cancel(self, job_id: str) -> None:
+    async def cancel(self, job_id: str) -> bool:
         ctx = CallContext(timeout_s=self.config.timeout_s)
         url = self.url(f"predictions/{quote(job_id, safe='')}/cancel")
         try:
             await self.send("POST", url, ctx, headers=self._headers(ctx))
         except ProviderError as exc:  # best effort: the job ends on its own or by Cancel-After
             logger.warning("{}: cancel of prediction {} failed: {}", self.name, job_id, exc.kind)
+            return False
+        return True
 
     def error(self, response: httpx.Response) -> ProviderError:
         status = response.status_code
