@@ -11,6 +11,7 @@ aiogram or the database: it reports through `CallHooks`.
 
 from __future__ import annotations
 
+from providers.catalogue import Catalogue
 from providers.config import (
     LabelConfig,
     ManagerSettings,
@@ -38,7 +39,7 @@ from providers.types import (
 )
 
 __all__ = [
-    "AdapterResult", "Alert", "AllProvidersFailed", "Attempt", "CallHooks", "Category", "CategoryHealth",
+    "AdapterResult", "Alert", "AllProvidersFailed", "Attempt", "CallHooks", "Catalogue", "Category", "CategoryHealth",
     "ChatMessage", "CircuitState", "EditOp", "ErrorKind", "GenerationRequest", "LabelConfig", "ManagerSettings",
     "Media", "Prices", "ProviderConfig", "ProviderError", "ProviderHealth", "ProviderManager", "ProvidersConfig",
     "ProvidersFileError", "Result", "RouteConfig", "StreamChunk", "TextStream", "Usage", "load_providers",

@@ -2,7 +2,8 @@
 
 It owns one shared `httpx.AsyncClient`, one adapter per enabled provider, and the health, budget and
 latency books. The fallback walk is in `providers.calls`, streaming in `providers.streaming`, ordering in
-`providers.routing`, and health rules in `providers.health`.
+`providers.routing`, and health rules in `providers.health`. `manager.catalogue` (`providers.catalogue`)
+is what the bot offers: labels and enabled providers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from providers.attempt import Runtime
 from providers.base import Adapter
 from providers.budget import DailySpend
 from providers.calls import resume_job, run_chain
+from providers.catalogue import Catalogue
 from providers.config import LabelConfig, ProvidersConfig
 from providers.errors import AllProvidersFailed
 from providers.health import Alert, CategoryHealth, Clock, HealthBook, SystemClock
@@ -70,6 +72,7 @@ class ProviderManager:
         self._own_client = client is None
         self.client = client or make_client()
         self.adapters = self._build_adapters(registry if registry is not None else ADAPTERS)
+        self.catalogue = Catalogue(config, self.adapters)
         self.health = HealthBook(self.settings, self.clock)
         self.spend = DailySpend(self.clock)
         self.latency = LatencyBook(self.settings.latency_window)
