@@ -40,15 +40,11 @@ class Adapter:
     kind: ClassVar[str] = ""
     categories: ClassVar[frozenset[Category]] = frozenset()
     streams_text: ClassVar[bool] = False
-    resumable: ClassVar[bool] = False  # has async jobs that `resume()` can pick up again
 
     def __init__(self, config: ProviderConfig, client: httpx.AsyncClient) -> None:
         self.config = config
         self.name = config.name
         self.client = client
-
-    def supports(self, category: Category) -> bool:
-        return category in self.categories and self.config.model_for(category) is not None
 
     async def generate(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
         raise NotImplementedError

@@ -49,7 +49,6 @@ class _JobUrls:
 class FalAdapter(Adapter):
     kind = "fal"
     categories = frozenset({Category.IMAGE, Category.IMAGE_EDIT, Category.VIDEO})
-    resumable = True
 
     async def generate(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
         app = self._app_id(model)

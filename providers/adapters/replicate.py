@@ -43,7 +43,6 @@ _MAX_WAIT_S = 60  # the most `Prefer: wait` accepts
 class ReplicateAdapter(Adapter):
     kind = "replicate"
     categories = frozenset({Category.IMAGE, Category.IMAGE_EDIT, Category.VIDEO, Category.AUDIO, Category.TEXT})
-    resumable = True
 
     async def generate(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
         url, body = self._create_call(model, request)

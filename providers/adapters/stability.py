@@ -79,7 +79,6 @@ def endpoint_for(model: str) -> tuple[str, str | None]:
 class StabilityAdapter(Adapter):
     kind: ClassVar[str] = "stability"
     categories: ClassVar[frozenset[Category]] = frozenset({Category.IMAGE, Category.IMAGE_EDIT})
-    resumable: ClassVar[bool] = True
 
     @property
     def accept(self) -> str:

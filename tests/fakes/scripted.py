@@ -31,7 +31,6 @@ class ScriptedAdapter(Adapter):
     kind: ClassVar[str] = "scripted"
     categories: ClassVar[frozenset[Category]] = frozenset(Category)
     streams_text: ClassVar[bool] = True
-    resumable: ClassVar[bool] = True
 
     def __init__(self, config: ProviderConfig, client: httpx.AsyncClient) -> None:
         super().__init__(config, client)
