@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from providers.adapters.openai_compat import ADAPTER_CLASSES, PRESETS, OpenAICompatAdapter
+from providers.adapters.openai_compat import ADAPTER_CLASSES, OpenAICompatAdapter
 from providers.base import CallContext
 from providers.config import ProviderConfig
 from providers.errors import ErrorKind, ProviderError
+from providers.kinds import KINDS as KIND_TABLE
 from providers.types import Category, ChatMessage, GenerationRequest, StreamChunk, Usage
 from tests.fakes.openai import FakeOpenAI, openai_error, openrouter_error
 
@@ -42,12 +43,13 @@ async def collect(stream: AsyncIterator[StreamChunk]) -> tuple[str, list[StreamC
 
 def test_every_preset_has_its_class_kind_and_default_base_url() -> None:
     assert set(ADAPTER_CLASSES) == set(KINDS)
-    assert {k: PRESETS[k].base_url for k in KINDS} == {
+    assert {k: KIND_TABLE[k].base_url for k in KINDS} == {
         "openai": "https://api.openai.com/v1", "openrouter": "https://openrouter.ai/api/v1",
         "xai": "https://api.x.ai/v1", "aimlapi": "https://api.aimlapi.com/v1", "poe": "https://api.poe.com/v1",
         "groq": "https://api.groq.com/openai/v1", "deepseek": "https://api.deepseek.com"}
     for kind, cls in ADAPTER_CLASSES.items():
-        assert cls.kind == kind and cls.categories == PRESETS[kind].categories and cls.streams_text
+        assert cls.kind == kind and cls.categories == KIND_TABLE[kind].categories and cls.streams_text
+        assert cls.default_base_url == KIND_TABLE[kind].base_url
     assert ADAPTER_CLASSES["openai"].categories == {Category.TEXT, Category.IMAGE, Category.IMAGE_EDIT,
                                                     Category.AUDIO}
     assert ADAPTER_CLASSES["groq"].categories == {Category.TEXT}

@@ -1,7 +1,7 @@
 """The adapter registry: `kind` in the providers file -> the class that speaks that API.
 
-The OpenAI-compatible services share one family (`openai_compat`); each preset is a small subclass that
-carries its own base URL, error dialect and headers.
+The OpenAI-compatible services share one family (`openai_compat`); each such kind is a subclass that only
+names its kind, and takes its base URL, categories, error dialect and headers from `providers.kinds`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""OpenAI-compatible chat (plain and streamed) and the presets that share it (providers-wire.md 1-2).
+"""OpenAI-compatible chat (plain and streamed) for every OpenAI-style service (providers-wire.md 1-2).
 
-One class serves every OpenAI-style service; a preset only changes the default base URL, the categories
-offered, the error-body dialect and a few headers. `ADAPTER_CLASSES` maps each preset's kind to its class.
+One class serves them all; a kind only changes the default base URL, the categories offered, the
+error-body dialect and a few headers, all from the one table in `providers.kinds`. `ADAPTER_CLASSES` maps
+each OpenAI-compatible kind to its class (a subclass that only names its kind).
 
 Streams: a stream cut by the network (or timing out) raises `unavailable`, even after text was
 yielded, because what was said is incomplete. A stream that ends cleanly without a usage chunk
@@ -12,43 +13,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, cast
 
 import httpx
 from loguru import logger
 
-from providers.adapters.openai_errors import Dialect
-from providers.adapters.openai_media import OpenAIBase
+from providers.adapters.openai_media import OpenAIMedia
 from providers.adapters.sse import is_event_stream, iter_sse, open_stream
 from providers.base import CallContext
 from providers.config import usd_to_micros
 from providers.errors import ErrorKind
+from providers.kinds import KINDS
 from providers.types import AdapterResult, Category, GenerationRequest, StreamChunk, Usage
 
 _TEXT, _IMAGE, _EDIT, _AUDIO = Category.TEXT, Category.IMAGE, Category.IMAGE_EDIT, Category.AUDIO
-
-
-@dataclass(frozen=True, slots=True)
-class Preset:
-    kind: str
-    base_url: str
-    categories: frozenset[Category]
-    dialect: Dialect = "openai"
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-PRESETS: dict[str, Preset] = {p.kind: p for p in (
-    Preset("openai", "https://api.openai.com/v1", frozenset({_TEXT, _IMAGE, _EDIT, _AUDIO})),
-    # OpenRouter shows these on its leaderboard; the old and the new header name are both honoured.
-    Preset("openrouter", "https://openrouter.ai/api/v1", frozenset({_TEXT, _IMAGE}), "openrouter",
-           {"X-OpenRouter-Title": "AI Telegram Bot", "X-Title": "AI Telegram Bot"}),
-    Preset("xai", "https://api.x.ai/v1", frozenset({_TEXT, _IMAGE}), "xai"),
-    Preset("aimlapi", "https://api.aimlapi.com/v1", frozenset({_TEXT, _IMAGE}), "aimlapi"),
-    Preset("poe", "https://api.poe.com/v1", frozenset({_TEXT})),
-    Preset("groq", "https://api.groq.com/openai/v1", frozenset({_TEXT})),
-    Preset("deepseek", "https://api.deepseek.com", frozenset({_TEXT})),
-)}
 
 
 @dataclass(slots=True)
@@ -59,20 +38,9 @@ class _StreamState:
     said_something: bool = False
 
 
-class OpenAICompatAdapter(OpenAIBase):
-    preset: ClassVar[Preset] = PRESETS["openai"]
-    kind = "openai"
-    categories = PRESETS["openai"].categories
+class OpenAICompatAdapter(OpenAIMedia):
+    kind = "openai"  # base URL, categories, dialect and headers follow from the kind (providers.kinds)
     streams_text = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A preset subclass only names its preset; everything else follows from it."""
-        super().__init_subclass__(**kwargs)
-        cls.kind = cls.preset.kind
-        cls.categories = cls.preset.categories
-        cls.dialect = cls.preset.dialect
-        cls.default_base_url = cls.preset.base_url
-        cls.extra_headers = cls.preset.headers
 
     async def generate(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
         if request.category not in self.categories:
@@ -194,35 +162,16 @@ def _model_of(payload: Mapping[str, Any], fallback: str) -> str:
     return model if isinstance(model, str) and model else fallback
 
 
-class OpenRouterAdapter(OpenAICompatAdapter):
-    preset = PRESETS["openrouter"]
+def _adapter_for(kind: str) -> type[OpenAICompatAdapter]:
+    """The class of one OpenAI-compatible kind: OpenAICompatAdapter, or a subclass that only names its kind."""
+    if kind == OpenAICompatAdapter.kind:
+        return OpenAICompatAdapter
+    name = f"{kind.capitalize()}Adapter"
+    made = type(name, (OpenAICompatAdapter,), {"kind": kind, "__module__": __name__, "__qualname__": name})
+    return cast("type[OpenAICompatAdapter]", made)
 
 
-class XAIAdapter(OpenAICompatAdapter):
-    preset = PRESETS["xai"]
+ADAPTER_CLASSES: dict[str, type[OpenAICompatAdapter]] = {
+    kind: _adapter_for(kind) for kind, info in KINDS.items() if info.openai_dialect is not None}
 
-
-class AimlapiAdapter(OpenAICompatAdapter):
-    preset = PRESETS["aimlapi"]
-
-
-class PoeAdapter(OpenAICompatAdapter):
-    preset = PRESETS["poe"]
-
-
-class GroqAdapter(OpenAICompatAdapter):
-    preset = PRESETS["groq"]
-
-
-class DeepSeekAdapter(OpenAICompatAdapter):
-    preset = PRESETS["deepseek"]
-
-
-ADAPTER_CLASSES: dict[str, type[OpenAICompatAdapter]] = {cls.kind: cls for cls in (
-    OpenAICompatAdapter, OpenRouterAdapter, XAIAdapter, AimlapiAdapter, PoeAdapter, GroqAdapter, DeepSeekAdapter,
-)}
-
-__all__ = [
-    "ADAPTER_CLASSES", "PRESETS", "AimlapiAdapter", "DeepSeekAdapter", "GroqAdapter", "OpenAICompatAdapter",
-    "OpenRouterAdapter", "PoeAdapter", "Preset", "XAIAdapter",
-]
+__all__ = ["ADAPTER_CLASSES", "OpenAICompatAdapter"]

@@ -15,11 +15,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from providers.errors import ErrorKind, kind_from_status, parse_retry_after, refine_kind, wait_from_words
-
-Dialect = Literal["openai", "openrouter", "xai", "aimlapi"]
+from providers.kinds import OpenAIDialect
 
 # Messages echo part of the key ("Incorrect API key provided: sk-ab***yz"): never keep it.
 _KEY_ECHO = re.compile(r"(api key provided:?)\s*[^\s.,;]+", re.I)
@@ -79,7 +78,7 @@ def _fields(payload: Any) -> _Fields:
     return out
 
 
-def _kind(status: int | None, f: _Fields, dialect: Dialect, body: str) -> ErrorKind:
+def _kind(status: int | None, f: _Fields, dialect: OpenAIDialect, body: str) -> ErrorKind:
     words = f"{f.type} {f.code} {f.message}"
     if status is not None and (status >= 500 or status in (408, 498)):
         return ErrorKind.UNAVAILABLE  # server-side whatever the body says (it is often an HTML page)
@@ -101,7 +100,7 @@ def _kind(status: int | None, f: _Fields, dialect: Dialect, body: str) -> ErrorK
     return refine_kind(base, words)
 
 
-def classify(status: int | None, headers: Mapping[str, str], body: str, dialect: Dialect) -> ErrorInfo:
+def classify(status: int | None, headers: Mapping[str, str], body: str, dialect: OpenAIDialect) -> ErrorInfo:
     """The kind, a key-free message and the wait, from an HTTP status (None: error inside a 200 body)."""
     try:
         payload = json.loads(body) if body else None
@@ -118,7 +117,7 @@ def classify(status: int | None, headers: Mapping[str, str], body: str, dialect:
     return ErrorInfo(kind, message[:300], status, retry)
 
 
-def classify_payload(payload: Mapping[str, Any], dialect: Dialect) -> ErrorInfo:
+def classify_payload(payload: Mapping[str, Any], dialect: OpenAIDialect) -> ErrorInfo:
     """An `error` object inside a 200 answer or a stream event."""
     return classify(None, {}, json.dumps(payload), dialect)
 

@@ -1,7 +1,6 @@
-"""The plumbing every OpenAI-style call shares (auth, base URL, errors), and the media endpoints:
-images generations and edits, speech, transcription (providers-wire.md 1).
-
-`OpenAICompatAdapter` in `openai_compat` adds chat and the presets on top of this class.
+"""The OpenAI-style media endpoints: images generations and edits, speech, transcription
+(providers-wire.md 1). The plumbing is `OpenAIBase` (openai_base); `OpenAICompatAdapter` (openai_compat)
+adds chat on top of this class.
 """
 
 from __future__ import annotations
@@ -9,14 +8,13 @@ from __future__ import annotations
 import base64
 import binascii
 import mimetypes
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 
-from providers.adapters.openai_errors import Dialect, ErrorInfo, classify, classify_payload
-from providers.base import Adapter, CallContext, error_text
-from providers.errors import ErrorKind, ProviderError
+from providers.adapters.openai_base import OpenAIBase
+from providers.base import CallContext
+from providers.errors import ErrorKind
 from providers.types import AdapterResult, GenerationRequest, Media, Usage
 
 # Only DALL-E models take `response_format`; GPT-image models reject it and always answer b64_json.
@@ -31,47 +29,8 @@ def sniff_image_mime(data: bytes) -> str:
     return "image/png"  # PNG, and what every OpenAI-style API defaults to
 
 
-class OpenAIBase(Adapter):
-    dialect: ClassVar[Dialect] = "openai"
-    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
-    extra_headers: ClassVar[Mapping[str, str]] = {}
-
-    # --- plumbing ---------------------------------------------------------------------------
-
-    def url(self, path: str) -> str:
-        base = self.config.base_url or self.default_base_url
-        return base.rstrip("/") + "/" + path.lstrip("/")
-
-    def headers(self) -> dict[str, str]:
-        if not self.config.api_key:
-            raise self.fail(ErrorKind.AUTH, f"no API key (set {self.config.api_key_env})")
-        return {**self.extra_headers, **self.config.headers, "Authorization": f"Bearer {self.config.api_key}"}
-
-    def error(self, response: httpx.Response) -> ProviderError:
-        info = classify(response.status_code, response.headers, error_text(response, 4000), self.dialect)
-        return self._from_info(info)
-
-    def payload_error(self, payload: Mapping[str, Any]) -> ProviderError:
-        """An `error` object inside an HTTP 200 answer or a stream event (OpenRouter does both)."""
-        return self._from_info(classify_payload(payload, self.dialect))
-
-    def _from_info(self, info: ErrorInfo) -> ProviderError:
-        message = info.message
-        if self.config.api_key:
-            message = message.replace(self.config.api_key, "***")
-        return self.fail(info.kind, message, status=info.status, retry_after_s=info.retry_after_s)
-
-    def invalid(self, message: str, status: int | None = 200) -> ProviderError:
-        return self.fail(ErrorKind.INVALID_RESPONSE, message, status=status)
-
-    def json_object(self, response: httpx.Response) -> dict[str, Any]:
-        """A JSON object body; an `error` object in it (on HTTP 200) is that error."""
-        payload = self.json_body(response)
-        if not isinstance(payload, dict):
-            raise self.invalid("response body is not a JSON object")
-        if payload.get("error"):
-            raise self.payload_error(payload)
-        return payload
+class OpenAIMedia(OpenAIBase):
+    """Images (generations, edits), speech and transcription, for every OpenAI-style service."""
 
     # --- images ------------------------------------------------------------------------------
 
