@@ -9,21 +9,21 @@ later than the one already announced is the same incident.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, tzinfo
-from typing import Any, TypeVar
+from typing import Any
 
 from aiogram import Bot
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from aiogram.exceptions import TelegramAPIError
 from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import DEFAULT_LANG, Translate, language_for
 from bot.services.reports import esc, moment
+from bot.services.telegram_retry import with_retry
 from bot.settings import Settings
 from db.repo.users import get_user
 from providers.health import Alert
@@ -32,21 +32,9 @@ from providers.health import Alert
 # bodies sometimes echo a (partly masked) key; an alert must never carry one into a chat.
 _SECRET_LIKE = re.compile(r"\b(?:sk|pk|rk|hf|r8|key|xai|gsk)[-_][A-Za-z0-9_\-*.]{8,}|\b[A-Za-z0-9_\-]{32,}\b")
 
-T = TypeVar("T")
-
 
 def redact_secrets(text: str) -> str:
     return _SECRET_LIKE.sub("[redacted]", text)
-
-
-async def with_retry(call: Callable[[], Awaitable[T]], attempts: int = 3, max_wait_s: float = 30.0) -> T:
-    """One Bot API call, repeated after Telegram's `retry_after` (flood control) a few times."""
-    for _ in range(attempts - 1):
-        try:
-            return await call()
-        except TelegramRetryAfter as exc:
-            await asyncio.sleep(min(float(exc.retry_after), max_wait_s))
-    return await call()
 
 
 async def send_each(chat_ids: Iterable[int], send: Callable[[int], Awaitable[Any]], what: str) -> list[int]:
@@ -85,7 +73,9 @@ class AlertNotifier:
 
         async def tell(chat_id: int) -> None:
             text = alert_text(alert, Translate(langs.get(chat_id, DEFAULT_LANG)), self.settings.tz, message)
-            await with_retry(lambda: self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML))
+            # a notice, not an answer: a few tries, at most 30 s per flood wait, no retry on a network error
+            await with_retry(lambda: self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML),
+                             attempts=3, max_wait_s=30.0, retry_network=False)
 
         reached = await send_each(sorted(self.settings.admin_ids), tell, "provider alert")
         logger.info("provider alert {} ({}) told to {} admin(s)", alert.provider, alert.kind, len(reached))

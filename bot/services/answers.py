@@ -20,8 +20,9 @@ from loguru import logger
 
 from bot.i18n import Translate
 from bot.services.bookkeeping import RequestBook
-from bot.services.delivery import MediaFetchError, TextStreamer, media_bytes, send_media, with_retry
+from bot.services.delivery import MediaFetchError, TextStreamer, media_bytes, send_media
 from bot.services.progress import ProgressMessage, chat_action
+from bot.services.telegram_retry import with_retry
 from bot.settings import Settings
 from providers.errors import AllProvidersFailed, Attempt, ProviderError
 from providers.manager import ProviderManager

@@ -14,9 +14,9 @@ import base64
 import contextlib
 import mimetypes
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,28 +26,9 @@ from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, Telegra
 from aiogram.types import BufferedInputFile, Message, ReplyParameters
 from loguru import logger
 
+from bot.services.telegram_retry import with_retry
 from bot.services.textfmt import html_to_plain, split_html
 from providers.types import Media
-
-T = TypeVar("T")
-FINAL_ATTEMPTS = 6
-
-
-async def with_retry(call: Callable[[], Awaitable[T]], attempts: int = FINAL_ATTEMPTS) -> T:
-    """Run a Bot API call that must not be lost: wait out `retry_after` and brief network failures."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return await call()
-        except TelegramRetryAfter as exc:
-            if attempt == attempts:
-                raise
-            logger.info("telegram asks to wait {}s before retrying", exc.retry_after)
-            await asyncio.sleep(exc.retry_after)
-        except TelegramNetworkError:
-            if attempt == attempts:
-                raise
-            await asyncio.sleep(min(2.0**attempt * 0.1, 5.0))
-    raise AssertionError("unreachable")
 
 
 def _unparsable(exc: TelegramBadRequest) -> bool:

@@ -23,7 +23,7 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import DEFAULT_LANG, Translate
-from bot.services.alerts import admin_languages, send_each, with_retry
+from bot.services.alerts import admin_languages, send_each
 from bot.services.chart import ProviderPoint, spend_and_success_png
 from bot.services.reports import (
     CAPTION_LIMIT,
@@ -36,6 +36,7 @@ from bot.services.reports import (
     usd,
     user_name,
 )
+from bot.services.telegram_retry import with_retry
 from bot.settings import Settings
 from db.periods import Period, period_named
 from db.repo.stats import digest, provider_stats
@@ -147,9 +148,12 @@ async def send_digest(bot: Bot, sessions: async_sessionmaker[AsyncSession], sett
     async def deliver(chat_id: int) -> None:
         caption, messages, png = rendered[langs.get(chat_id, DEFAULT_LANG)]
         photo = BufferedInputFile(png, filename=filename)
-        await with_retry(lambda: bot.send_photo(chat_id, photo, caption=caption, parse_mode=ParseMode.HTML))
+        # as the provider alerts: a few tries, at most 30 s per flood wait, no retry on a network error
+        await with_retry(lambda: bot.send_photo(chat_id, photo, caption=caption, parse_mode=ParseMode.HTML),
+                         attempts=3, max_wait_s=30.0, retry_network=False)
         for text in messages:
-            await with_retry(partial(bot.send_message, chat_id, text, parse_mode=ParseMode.HTML))
+            await with_retry(partial(bot.send_message, chat_id, text, parse_mode=ParseMode.HTML),
+                             attempts=3, max_wait_s=30.0, retry_network=False)
 
     reached = await send_each(targets, deliver, "digest")
     logger.info("digest for {} sent to {} of {} admin(s)", period.name or period.start.date(), len(reached),
