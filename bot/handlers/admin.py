@@ -28,19 +28,14 @@ from db.repo.stats import user_usage
 from db.repo.users import get_user, grant_credits
 from providers.manager import ProviderManager
 
-router = Router(name=__name__)
-router.include_router(admin_stats.router)
-
 ADMIN_COMMANDS = ("stats", "providers", "cost", "recommended", "grant", "user", "digest", "export")
 MAX_GRANT = 1_000_000  # one typo must not mint a fortune
 
 
-@router.message(Command(*ADMIN_COMMANDS), ~IsAdmin())
 async def refuse(message: Message, t: Translate) -> None:
     await message.answer(t("admin.refused"), parse_mode=ParseMode.HTML)
 
 
-@router.message(Command("providers"), IsAdmin())
 async def cmd_providers(message: Message, t: Translate, settings: Settings,
                         manager: ProviderManager | None = None) -> None:
     if manager is None:
@@ -62,7 +57,6 @@ def _parse_id_and_credits(raw: str | None) -> tuple[int, int] | None:
     return tg_id, credits
 
 
-@router.message(Command("grant"), IsAdmin())
 async def cmd_grant(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
                     bot: Bot) -> None:
     parsed = _parse_id_and_credits(command.args)
@@ -98,7 +92,6 @@ async def _notify_grant(bot: Bot, tg_id: int, credits: int, balance: int, langua
     return True
 
 
-@router.message(Command("user"), IsAdmin())
 async def cmd_user(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
                    settings: Settings) -> None:
     raw = (command.args or "").strip()
@@ -113,7 +106,6 @@ async def cmd_user(message: Message, command: CommandObject, t: Translate, sessi
     await message.answer(user_card(view, found, t, settings.tz), parse_mode=ParseMode.HTML)
 
 
-@router.message(Command("digest"), IsAdmin())
 async def cmd_digest(message: Message, command: CommandObject, t: Translate, bot: Bot,
                      sessions: async_sessionmaker[AsyncSession], settings: Settings,
                      manager: ProviderManager | None = None) -> None:
@@ -124,7 +116,6 @@ async def cmd_digest(message: Message, command: CommandObject, t: Translate, bot
     await send_digest(bot, sessions, settings, manager, scope.period, chat_ids=[message.chat.id])
 
 
-@router.message(Command("export"), IsAdmin())
 async def cmd_export(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
                      settings: Settings) -> None:
     scope = await read_scope(message, command, t, settings, name="export", default_period="today", category="refused")
@@ -140,3 +131,17 @@ async def cmd_export(message: Message, command: CommandObject, t: Translate, ses
     await message.answer_document(BufferedInputFile(payload, filename=filename),
                                   caption=t("admin.export.caption", period=period, rows=rows),
                                   parse_mode=ParseMode.HTML)
+
+
+def router() -> Router:
+    """A fresh router for one Dispatcher: the refusal first, so a non-admin never reaches a command;
+    the `admin_stats` commands as its sub-router."""
+    built = Router(name=__name__)
+    built.include_router(admin_stats.router())
+    built.message.register(refuse, Command(*ADMIN_COMMANDS), ~IsAdmin())
+    built.message.register(cmd_providers, Command("providers"), IsAdmin())
+    built.message.register(cmd_grant, Command("grant"), IsAdmin())
+    built.message.register(cmd_user, Command("user"), IsAdmin())
+    built.message.register(cmd_digest, Command("digest"), IsAdmin())
+    built.message.register(cmd_export, Command("export"), IsAdmin())
+    return built

@@ -26,8 +26,6 @@ from db.repo.stats import cost_comparison, provider_stats, request_totals
 from db.repo.stats_types import pick_recommended
 from providers.types import Category
 
-router = Router(name=__name__)
-
 CATEGORIES = tuple(c.value for c in Category)
 CategoryArg = Literal["required", "optional", "refused"]  # a command must, may, or must not name one
 MIN_ATTEMPTS = 20  # a recommendation needs this many attempts in the period to mean anything
@@ -90,7 +88,6 @@ async def answer_blocks(message: Message, blocks: Sequence[str]) -> None:
         await message.answer(text, parse_mode=ParseMode.HTML)
 
 
-@router.message(Command("stats"), IsAdmin())
 async def cmd_stats(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
                     settings: Settings) -> None:
     scope = await read_scope(message, command, t, settings, name="stats", default_period="today",
@@ -104,7 +101,6 @@ async def cmd_stats(message: Message, command: CommandObject, t: Translate, sess
     await answer_blocks(message, stats_blocks(stats, totals, heading, t))
 
 
-@router.message(Command("cost"), IsAdmin())
 async def cmd_cost(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
                    settings: Settings) -> None:
     scope = await read_scope(message, command, t, settings, name="cost", default_period="7d",
@@ -117,7 +113,6 @@ async def cmd_cost(message: Message, command: CommandObject, t: Translate, sessi
     await answer_blocks(message, cost_blocks(ranked, heading, t))
 
 
-@router.message(Command("recommended"), IsAdmin())
 async def cmd_recommended(message: Message, command: CommandObject, t: Translate, session: AsyncSession,
                           settings: Settings) -> None:
     scope = await read_scope(message, command, t, settings, name="recommended", default_period="7d",
@@ -130,3 +125,12 @@ async def cmd_recommended(message: Message, command: CommandObject, t: Translate
     period = period_text(scope.period, t, settings.tz)
     heading = t("admin.recommended.title", category=esc(scope.category), period=period)
     await answer_blocks(message, recommended_blocks(pick, ranked, heading, period, MIN_ATTEMPTS, t))
+
+
+def router() -> Router:
+    """A fresh router for one Dispatcher; `admin.router()` includes it."""
+    built = Router(name=__name__)
+    built.message.register(cmd_stats, Command("stats"), IsAdmin())
+    built.message.register(cmd_cost, Command("cost"), IsAdmin())
+    built.message.register(cmd_recommended, Command("recommended"), IsAdmin())
+    return built

@@ -12,10 +12,7 @@ from bot.settings import Settings
 from db.repo.stats import user_usage
 from db.repo.users import UserView
 
-router = Router(name=__name__)
 
-
-@router.message(Command("balance"))
 async def cmd_balance(message: Message, user: UserView, t: Translate, session: AsyncSession,
                       settings: Settings) -> None:
     usage = await user_usage(session, user.tg_id, settings.timezone)
@@ -31,3 +28,10 @@ async def cmd_balance(message: Message, user: UserView, t: Translate, session: A
         lines.append(t("balance.limits", day=settings.daily_credit_limit or unlimited,
                        month=settings.monthly_credit_limit or unlimited))
     await message.answer("\n\n".join(lines))
+
+
+def router() -> Router:
+    """A fresh router for one Dispatcher."""
+    built = Router(name=__name__)
+    built.message.register(cmd_balance, Command("balance"))
+    return built

@@ -13,11 +13,9 @@ from bot.services.failures import credits_text
 from bot.services.jobs import JobRegistry
 from db.repo.users import UserView
 
-router = Router(name=__name__)
 SETTLE_S = 15.0  # how long to wait for the cancelled task to refund before answering anyway
 
 
-@router.message(Command("cancel"))
 async def cmd_cancel(message: Message, user: UserView, t: Translate, jobs: JobRegistry) -> None:
     job = jobs.cancel(user.tg_id)
     if job is None:
@@ -26,3 +24,10 @@ async def cmd_cancel(message: Message, user: UserView, t: Translate, jobs: JobRe
     if job.task is not None:
         await asyncio.wait({job.task}, timeout=SETTLE_S)
     await message.answer(t("cancel.done", credits=credits_text(job.credits, t)))
+
+
+def router() -> Router:
+    """A fresh router for one Dispatcher."""
+    built = Router(name=__name__)
+    built.message.register(cmd_cancel, Command("cancel"))
+    return built

@@ -17,27 +17,31 @@ from bot.services.generation import GenerationService
 from db.repo.history import clear_history
 from db.repo.users import UserView
 
-router = Router(name=__name__)
-router.message.filter(F.chat.type == ChatType.PRIVATE)  # in groups the bot answers commands only
 
-
-@router.message(Command("new"))
 async def cmd_new(message: Message, user: UserView, t: Translate, session: AsyncSession) -> None:
     await clear_history(session, user.tg_id)
     await message.answer(t("chat.new"))
 
 
-@router.message(F.text.startswith("/"))
 async def unknown_command(message: Message, t: Translate) -> None:
     await message.answer(t("chat.unknown_command"))
 
 
-@router.message(F.text)
 async def chat(message: Message, bot: Bot, t: Translate, user: UserView, generation: GenerationService,
                event_update: Update) -> None:
     await generation.chat(Ask.of(message, bot, t, event_update.update_id), user, message.text or "")
 
 
-@router.message()
 async def unsupported(message: Message, t: Translate) -> None:
     await message.answer(t("chat.unsupported"))
+
+
+def router() -> Router:
+    """A fresh router for one Dispatcher; the handlers are tried in this order, the last takes anything."""
+    built = Router(name=__name__)
+    built.message.filter(F.chat.type == ChatType.PRIVATE)  # in groups the bot answers commands only
+    built.message.register(cmd_new, Command("new"))
+    built.message.register(unknown_command, F.text.startswith("/"))
+    built.message.register(chat, F.text)
+    built.message.register(unsupported)
+    return built

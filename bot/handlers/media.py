@@ -19,7 +19,6 @@ from bot.services.generation import GenerationService
 from db.repo.users import UserView
 from providers.types import Category, EditOp, GenerationRequest
 
-router = Router(name=__name__)
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the Bot API's getFile limit
 OPS = {
     "erase": EditOp.ERASE, "inpaint": EditOp.INPAINT, "outpaint": EditOp.OUTPAINT,
@@ -36,21 +35,18 @@ def _ask(message: Message, bot: Bot, t: Translate, update: Update) -> Ask:
     return Ask.of(message, bot, t, update.update_id)
 
 
-@router.message(Command("image"))
 async def cmd_image(message: Message, command: CommandObject, bot: Bot, t: Translate, user: UserView,
                     generation: GenerationService, event_update: Update) -> None:
     request = GenerationRequest(Category.IMAGE, prompt=(command.args or "").strip())
     await generation.media(_ask(message, bot, t, event_update), user, request, "usage.image")
 
 
-@router.message(Command("video"))
 async def cmd_video(message: Message, command: CommandObject, bot: Bot, t: Translate, user: UserView,
                     generation: GenerationService, event_update: Update) -> None:
     request = GenerationRequest(Category.VIDEO, prompt=(command.args or "").strip())
     await generation.media(_ask(message, bot, t, event_update), user, request, "usage.video")
 
 
-@router.message(Command("tts"))
 async def cmd_tts(message: Message, command: CommandObject, bot: Bot, t: Translate, user: UserView,
                   generation: GenerationService, event_update: Update) -> None:
     request = GenerationRequest(Category.AUDIO, prompt=(command.args or "").strip())
@@ -97,7 +93,6 @@ def _photo_of(message: Message) -> tuple[str, int, str] | None:
     return None
 
 
-@router.message(Command("edit"))
 async def cmd_edit(message: Message, command: CommandObject, bot: Bot, t: Translate, user: UserView,
                    generation: GenerationService, event_update: Update) -> None:
     ask = _ask(message, bot, t, event_update)
@@ -126,3 +121,13 @@ async def cmd_edit(message: Message, command: CommandObject, bot: Bot, t: Transl
     request = GenerationRequest(Category.IMAGE_EDIT, prompt=parsed.prompt, image=buffer.getvalue(), image_mime=mime,
                                 edit_op=parsed.op, search_prompt=parsed.search)
     await generation.media(ask, user, request, "usage.edit")
+
+
+def router() -> Router:
+    """A fresh router for one Dispatcher."""
+    built = Router(name=__name__)
+    built.message.register(cmd_image, Command("image"))
+    built.message.register(cmd_video, Command("video"))
+    built.message.register(cmd_tts, Command("tts"))
+    built.message.register(cmd_edit, Command("edit"))
+    return built

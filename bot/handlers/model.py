@@ -21,8 +21,6 @@ from db.repo.users import UserView, set_label
 from providers.config import LabelConfig
 from providers.types import Category
 
-router = Router(name=__name__)
-
 
 class ModelPick(CallbackData, prefix="model"):
     index: int  # position in the providers file: label names may be longer than callback data allows
@@ -47,7 +45,6 @@ def keyboard(generation: GenerationService, user: UserView, t: Translate) -> Inl
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-@router.message(Command("model"))
 async def cmd_model(message: Message, user: UserView, t: Translate, generation: GenerationService) -> None:
     if not labels(generation):
         await message.answer(t("model.none"))
@@ -55,7 +52,6 @@ async def cmd_model(message: Message, user: UserView, t: Translate, generation: 
     await message.answer(t("model.title"), reply_markup=keyboard(generation, user, t))
 
 
-@router.callback_query(ModelPick.filter())
 async def pick_model(query: CallbackQuery, callback_data: ModelPick, user: UserView, t: Translate,
                      session: AsyncSession, generation: GenerationService) -> None:
     every = labels(generation)
@@ -72,3 +68,11 @@ async def pick_model(query: CallbackQuery, callback_data: ModelPick, user: UserV
                 reply_markup=keyboard(generation, dataclasses.replace(user, labels=chosen), t))
     await query.answer(html_to_plain(t("model.chosen", category=category_name(str(label.category), t),
                                        label=label.name, credits=credits_text(label.credits, t))))
+
+
+def router() -> Router:
+    """A fresh router for one Dispatcher."""
+    built = Router(name=__name__)
+    built.message.register(cmd_model, Command("model"))
+    built.callback_query.register(pick_model, ModelPick.filter())
+    return built

@@ -15,7 +15,6 @@ from bot.services.generation import GenerationService
 from db.repo.users import UserView, set_language
 from providers.types import Category
 
-router = Router(name=__name__)
 LANGUAGE_NAMES = {"en": "🇬🇧 English", "ru": "🇷🇺 Русский"}
 
 
@@ -23,7 +22,6 @@ class LanguagePick(CallbackData, prefix="lang"):
     code: str
 
 
-@router.message(CommandStart())
 async def cmd_start(message: Message, user: UserView, t: Translate, generation: GenerationService) -> None:
     label = generation.label_for(user, Category.TEXT)
     name = user.first_name or user.username or "👋"
@@ -31,19 +29,16 @@ async def cmd_start(message: Message, user: UserView, t: Translate, generation: 
                            balance=user.credits))
 
 
-@router.message(Command("help"))
 async def cmd_help(message: Message, t: Translate) -> None:
     await message.answer(t("start.help"))
 
 
-@router.message(Command("language"))
 async def cmd_language(message: Message, t: Translate) -> None:
     buttons = [[InlineKeyboardButton(text=LANGUAGE_NAMES[code], callback_data=LanguagePick(code=code).pack())]
                for code in LANGUAGES]
     await message.answer(t("language.choose"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))
 
 
-@router.callback_query(LanguagePick.filter(F.code.in_(LANGUAGES)))
 async def pick_language(query: CallbackQuery, callback_data: LanguagePick, user: UserView,
                         session: AsyncSession) -> None:
     await set_language(session, user.tg_id, callback_data.code)
@@ -51,3 +46,13 @@ async def pick_language(query: CallbackQuery, callback_data: LanguagePick, user:
     if isinstance(query.message, Message):
         await query.message.edit_text(done)
     await query.answer()
+
+
+def router() -> Router:
+    """A fresh router for one Dispatcher."""
+    built = Router(name=__name__)
+    built.message.register(cmd_start, CommandStart())
+    built.message.register(cmd_help, Command("help"))
+    built.message.register(cmd_language, Command("language"))
+    built.callback_query.register(pick_language, LanguagePick.filter(F.code.in_(LANGUAGES)))
+    return built
