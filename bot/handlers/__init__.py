@@ -1,5 +1,6 @@
 """The routers, in the order they see updates: specific commands first, admin commands, then the
-catch-all chat router (plain text goes to the model, unknown commands get a hint).
+catch-all chat router (plain text goes to the model, unknown commands get a hint). The error router sees
+only what a handler or middleware raised, so its place in the list does not matter.
 
 Each module builds a fresh router per call: aiogram attaches a router to one parent only, and a second
 Dispatcher in one process (tests, a restart in place) needs routers of its own.
@@ -11,7 +12,7 @@ from aiogram import Router
 
 
 def routers() -> list[Router]:
-    from bot.handlers import admin, balance, cancel, chat, media, model, start
+    from bot.handlers import admin, balance, cancel, chat, errors, media, model, start
 
-    return [cancel.router(), start.router(), model.router(), balance.router(), media.router(), admin.router(),
-            chat.router()]
+    return [errors.router(), cancel.router(), start.router(), model.router(), balance.router(), media.router(),
+            admin.router(), chat.router()]
