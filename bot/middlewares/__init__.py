@@ -1,6 +1,6 @@
 """Outer middlewares on every update, one job each, registered in this order:
 
-    dedup -> throttling -> db session -> user (upsert; gives handlers `user`, `lang`, `t`)
+    dedup -> throttling -> db session -> user (upsert; gives handlers `user`, `t`)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Upsert the Telegram user on every update and give handlers `user`, `lang` and `t`.
+"""Upsert the Telegram user on every update and give handlers `user` and `t`.
 
 The upsert is committed at once (through the write queue, batched with other users' writes): a
 generation can run for minutes, and holding SQLite's write lock that long would stall every other user.
@@ -40,8 +40,6 @@ class UserContext(BaseMiddleware):
             session: AsyncSession = data["session"]
             view = await upsert(session)
             await session.commit()
-        lang = language_for(view.language)
         data["user"] = view
-        data["lang"] = lang
-        data["t"] = Translate(lang)
+        data["t"] = Translate(language_for(view.language))
         return await handler(event, data)
