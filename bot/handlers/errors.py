@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 
 from aiogram import Bot, Router
+from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
 from aiogram.types import ErrorEvent, Update, User
 from loguru import logger
@@ -37,7 +38,8 @@ async def on_error(event: ErrorEvent, bot: Bot, t: Translate | None = None,
     # `t` comes from the user middleware; an error before it ran falls back to the Telegram user's language
     translate = t or Translate(language_for(user.language_code if user is not None else None))
     try:
-        await bot.send_message(chat_id, translate("errors.unexpected", ref=ref))
+        # the string is HTML whatever the Bot's default parse mode (a Bot built elsewhere may have none)
+        await bot.send_message(chat_id, translate("errors.unexpected", ref=ref), parse_mode=ParseMode.HTML)
     except TelegramAPIError as reply_exc:
         log.info("error reply (ref {}) to chat {} not sent: {}", ref, chat_id, type(reply_exc).__name__)
 
