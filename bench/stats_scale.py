@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from db.engine import make_engine, make_session_maker, upgrade_database
 from db.periods import period_named
 from db.repo import stats
-from db.repo.accounting import (
-    AttemptRecord,
-    ServedRecord,
-    close_failed,
-    close_served,
-    record_attempt,
-    reserve_request,
-)
+from db.repo.lifecycle import close_failed, close_served, record_attempts, reserve_request
+from db.repo.records import AttemptRecord, ServedRecord
 from db.repo.rollups import rebuild_rollups
 
 SELECT_ONE = select(literal(1))
+OWNER = "bench"  # the process that logs the requests
+FAR = datetime(2100, 1, 1, tzinfo=UTC)  # a lease that never runs out
 
 USERS = 10_000
 DAYS = 90
@@ -189,20 +186,21 @@ def _attempts(rng: random.Random, cat: int) -> list[AttemptRecord]:
 async def log_one(s: Any, rng: random.Random, update_id: int, batched: bool) -> None:
     cat = rng.randrange(len(CATEGORIES))
     attempts = _attempts(rng, cat)
-    res = await reserve_request(s, tg_id=rng.randint(1, USERS), update_id=update_id, label="label",
-                                category=CATEGORIES[cat], prompt="a prompt", credits=CREDITS[cat], chat_id=1,
-                                route_first_provider=PROVIDERS[route(cat, 0)])
-    assert res.request_id is not None
+    res = await reserve_request(s, owner=OWNER, lease_until=FAR, tg_id=rng.randint(1, USERS), update_id=update_id,
+                                label="label", category=CATEGORIES[cat], prompt="a prompt", credits=CREDITS[cat],
+                                chat_id=1, route_first_provider=PROVIDERS[route(cat, 0)])
+    assert res.ok and res.request_id is not None
     if not batched:
         for attempt in attempts:
-            await record_attempt(s, res.request_id, attempt)
+            await record_attempts(s, res.request_id, [attempt])
         attempts = []
     if rng.random() < 0.97:
         served = ServedRecord(PROVIDERS[route(cat, len(attempts) - 1)], "model", 1200, 900.0,
                               usage={"output_tokens": 40})
-        await close_served(s, res.request_id, served, attempts)
+        await close_served(s, res.request_id, OWNER, served, attempts)
     else:
-        await close_failed(s, res.request_id, error_kind="unavailable", message="all failed", attempts=attempts)
+        await close_failed(s, res.request_id, OWNER, error_kind="unavailable", message="all failed",
+                           attempts=attempts)
 
 
 async def time_logging(url: str, count: int, first_update: int, batched: bool) -> None:
@@ -218,7 +216,7 @@ async def time_logging(url: str, count: int, first_update: int, batched: bool) -
     cpu_ms = (time.process_time() - cpu) * 1000 / count
     await engine.dispose()
     samples.sort()
-    how = "attempts passed to close" if batched else "record_attempt per attempt"
+    how = "attempts passed to close" if batched else "record_attempts per attempt"
     print(f"  {how:<28} median {statistics.median(samples):.2f} ms, p99 {samples[int(len(samples) * 0.99)]:.2f}"
           f" ms, mean {statistics.fmean(samples):.2f} ms, CPU {cpu_ms:.2f} ms per request", flush=True)
 
@@ -258,7 +256,7 @@ def run(rows: int, path: Path, tzs: list[str], log_count: int, existing: bool = 
               f" file {path.stat().st_size / 1e9:.2f} GB", flush=True)
     for tz in tzs:
         asyncio.run(time_stats(url, tz))
-    print(f"\n  logging {log_count:,} requests through db.repo.accounting"
+    print(f"\n  logging {log_count:,} requests through db.repo.lifecycle"
           " (reserve_request + attempts + close + commit, one transaction each):")
     asyncio.run(statement_floor(url))
     asyncio.run(time_logging(url, log_count, first_update=10 * rows, batched=False))

@@ -28,8 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-OPEN_STATUSES = ("pending", "running")
-CLOSED_STATUSES = ("served", "failed", "canceled")
+OPEN_STATUSES = ("reserved", "running")
+CLOSED_STATUSES = ("served", "failed", "canceled")  # requests that ran; a refusal never did
+TERMINAL_STATUSES = (*CLOSED_STATUSES, "refused")
 LEDGER_REASONS = ("grant", "free", "charge", "refund", "admin_grant")
 PROMPT_MAX = 1000
 MESSAGE_MAX = 300
@@ -94,13 +95,14 @@ class User(Base):
 class Request(Base):
     __tablename__ = "requests"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'running', 'served', 'failed', 'canceled')", name="status"),
+        CheckConstraint("status IN ('reserved', 'running', 'served', 'failed', 'canceled', 'refused')", name="status"),
         CheckConstraint("credits_refunded >= 0 AND credits_refunded <= credits_charged", name="refund_range"),
         Index("ix_requests_user_created", "user_id", "created_at"),
         # Covering index: per-user sums over an hour range are read from the index alone (top_users edges).
         Index("ix_requests_created_cover", "created_at", "status", "user_id", "credits_charged",
               "credits_refunded", "cost_micros"),
         Index("ix_requests_status_created", "status", "created_at"),
+        Index("ix_requests_status_lease", "status", "lease_until"),
     )
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
@@ -110,7 +112,7 @@ class Request(Base):
     label: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(32))
     prompt: Mapped[str] = mapped_column(String(PROMPT_MAX), default="")
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="reserved")  # see db/repo/lifecycle.py
     route_first_provider: Mapped[str | None] = mapped_column(String(64))
     provider: Mapped[str | None] = mapped_column(String(64))  # who served it
     model: Mapped[str | None] = mapped_column(String(128))
@@ -128,6 +130,10 @@ class Request(Base):
     job_model: Mapped[str | None] = mapped_column(String(128))
     budget_day_key: Mapped[int | None] = mapped_column(Integer)  # which budget counters a refund gives back to
     budget_month_key: Mapped[int | None] = mapped_column(Integer)
+    owner: Mapped[str | None] = mapped_column(String(64))  # the process working on it while open
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # renewed by the owner; then the sweeper's
+    delivering_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the answer is being sent: no /cancel
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # part of it reached Telegram: no refund
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -46,7 +46,7 @@ PROVIDER_COUNTERS = (
 REQUEST_KEYS = ("grain", "start", "category")
 REQUEST_COUNTERS = (
     "requests", "served", "failed", "canceled", "fallbacks", "credits_charged", "credits_refunded",
-    "cost_micros",
+    "cost_micros", "refused",
 )
 USER_KEYS = ("grain_hours", "start_hour", "user_id")
 USER_COUNTERS = ("requests", "credits", "cost_micros")

@@ -49,9 +49,22 @@ def run_migrations_offline() -> None:
 
 
 def _run(connection: Connection) -> None:
+    # Batch mode drops and recreates a table; with foreign keys on, SQLite refuses to drop a table that
+    # other rows point at. Off for the migration (it can only change outside a transaction), then checked.
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
     _configure(connection=connection)
     with context.begin_transaction():
         context.run_migrations()
+    if sqlite:
+        connection.commit()
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
+        if broken:
+            raise RuntimeError(f"the migration left rows pointing at nothing: {broken[:5]}")
 
 
 async def _run_async(url: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from db.periods import utcnow
 
 ReservationStatus = Literal["ok", "duplicate", "insufficient", "budget_day", "budget_month"]
+REFUSED: tuple[ReservationStatus, ...] = ("insufficient", "budget_day", "budget_month")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,7 @@ class Budget:
 @dataclass(frozen=True, slots=True)
 class Reservation:
     status: ReservationStatus
-    request_id: int | None  # the new request; for "duplicate" the earlier one; None when refused
+    request_id: int | None  # the new request (a refused one too); for "duplicate" the earlier one
     balance: int  # credits left after this reservation (or now, when refused)
 
     @property
@@ -68,8 +69,31 @@ class ServedRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class ResumableJob:
-    """A request whose provider job was submitted before a restart: poll it, never re-create it."""
+class Closed:
+    """A request that has just reached a terminal state, and the credits its transition gave back."""
+
+    request_id: int
+    status: str  # served, failed, canceled
+    refunded: int
+    charged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """What a /cancel did: the requests it canceled (refunded), and the ones it could not stop because
+    their answer was already going out."""
+
+    canceled: tuple[Closed, ...]
+    delivering: tuple[int, ...]
+
+    @property
+    def refunded(self) -> int:
+        return sum(c.refunded for c in self.canceled)
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """An open request whose owner stopped renewing its lease (a crash, a lost connection, a failed write)."""
 
     request_id: int
     tg_id: int
@@ -77,8 +101,11 @@ class ResumableJob:
     category: str
     label: str
     prompt: str
-    provider: str
-    model: str
-    job_id: str
+    owner: str | None
+    lease_until: datetime | None
+    job_provider: str | None
+    job_model: str | None
+    job_id: str | None  # a provider job: resumed (polled), never created again
     credits: int
+    delivered_at: datetime | None
     created_at: datetime

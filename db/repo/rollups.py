@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, case, delete, func, insert, literal, selec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.dialect import Db, epoch_seconds_sql, upsert_add
-from db.models import CLOSED_STATUSES, Attempt, Request
+from db.models import CLOSED_STATUSES, TERMINAL_STATUSES, Attempt, Request
 from db.periods import DAY_S, HOUR_S, USER_GRAINS_HOURS, epoch_seconds
 from db.rollup_tables import (
     BUCKET_COLUMNS,
@@ -91,6 +91,12 @@ async def add_finished_request(
     await upsert_add(session, user_rollups, USER_KEYS, user_rows)
 
 
+async def add_refused(session: Db, *, category: str, created_at: datetime) -> None:
+    """Count a refusal (credits, budget, busy): apart from `requests`, which counts the ones that ran."""
+    await upsert_add(session, request_rollups, REQUEST_KEYS, _grains(created_at, {"category": category},
+                                                                     {"refused": 1}))
+
+
 # --- rebuild -------------------------------------------------------------------------------------
 
 def _flag(condition: ColumnElement[bool] | Any) -> ColumnElement[int]:
@@ -140,11 +146,12 @@ async def _rebuild_provider(session: AsyncSession) -> None:
 async def _rebuild_requests(session: AsyncSession) -> None:
     hour = epoch_seconds_sql(session, Request.created_at) // HOUR_S * HOUR_S
     hourly = select(
-        literal(HOURLY), hour, Request.category, func.count(),
+        literal(HOURLY), hour, Request.category, func.sum(_flag(Request.status.in_(CLOSED_STATUSES))),
         *[func.sum(_flag(Request.status == status)) for status in CLOSED_STATUSES],
         func.sum(_flag(Request.fallback)), func.sum(Request.credits_charged),
         func.sum(Request.credits_refunded), func.sum(Request.cost_micros),
-    ).where(Request.status.in_(CLOSED_STATUSES)).group_by(hour, Request.category)
+        func.sum(_flag(Request.status == "refused")),
+    ).where(Request.status.in_(TERMINAL_STATUSES)).group_by(hour, Request.category)
     await session.execute(insert(request_rollups).from_select([*REQUEST_KEYS, *REQUEST_COUNTERS], hourly))
     await _days_from_hours(session, request_rollups, ("category",), REQUEST_COUNTERS)
 

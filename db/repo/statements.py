@@ -20,7 +20,8 @@ R, U = requests_table.c, users_table.c
 CLOSED_ROW = (R.user_id, R.category, R.created_at, R.credits_charged, R.credits_refunded, R.budget_day_key,
               R.budget_month_key, R.fallback)
 OPEN_ROW_COLUMNS = ("user_id", "chat_id", "update_id", "label", "category", "prompt", "status",
-                    "route_first_provider", "credits_charged", "budget_day_key", "budget_month_key", "created_at")
+                    "route_first_provider", "credits_charged", "budget_day_key", "budget_month_key", "created_at",
+                    "owner", "lease_until", "error_kind", "finished_at")
 
 INSERT_LEDGER = insert(ledger_table)
 INSERT_ATTEMPTS = insert(attempts_table)
@@ -60,8 +61,10 @@ def charge(per_day: bool, per_month: bool) -> Any:
             .returning(U.credits))
 
 
-def _open_request_id() -> Any:
-    return (R.id == bindparam("p_id", type_=BigInteger)) & R.status.in_(OPEN_STATUSES)
+def _owned_open_request() -> Any:
+    """The guard of every owner's transition: this request, still open, still held by this owner."""
+    return ((R.id == bindparam("p_id", type_=BigInteger)) & R.status.in_(OPEN_STATUSES)
+            & (R.owner == bindparam("p_owner", type_=String)))
 
 
 @lru_cache(maxsize=1)
@@ -71,8 +74,10 @@ def close_served() -> Any:
     provider = _col(requests_table, "provider")
     first = func.coalesce(bindparam("p_first", type_=String), R.route_first_provider)
     compared = case((first.is_not(None) & (first != provider), True), else_=False)
-    return (update(requests_table).where(_open_request_id())
-            .values(status="served", provider=provider, model=_col(requests_table, "model"),
+    return (update(requests_table).where(_owned_open_request())
+            .values(status="served", lease_until=None,
+                    delivered_at=func.coalesce(R.delivered_at, _col(requests_table, "finished_at")),
+                    provider=provider, model=_col(requests_table, "model"),
                     cost_micros=_col(requests_table, "cost_micros"), latency_ms=_col(requests_table, "latency_ms"),
                     usage=_col(requests_table, "usage"), price_snapshot=_col(requests_table, "price_snapshot"),
                     route_first_provider=first,
@@ -82,15 +87,56 @@ def close_served() -> Any:
             .returning(*CLOSED_ROW))
 
 
+def _failed_values() -> dict[str, Any]:
+    # The refund rule in one place: the charge goes back if and only if nothing reached the user, as the
+    # row says or as the closing owner knows (`p_delivered`: its own record of it could not be written)
+    delivered = bindparam("p_delivered", type_=Boolean)
+    finished = _col(requests_table, "finished_at")
+    refunded = case((R.delivered_at.is_(None) & ~delivered, R.credits_charged), else_=0)
+    return {"status": _col(requests_table, "status"), "error_kind": _col(requests_table, "error_kind"),
+            "error_message": _col(requests_table, "error_message"), "lease_until": None,
+            "finished_at": finished, "cost_micros": _col(requests_table, "cost_micros"),
+            "credits_refunded": refunded,
+            "delivered_at": case((delivered, func.coalesce(R.delivered_at, finished)), else_=R.delivered_at)}
+
+
 @lru_cache(maxsize=1)
 def close_failed() -> Any:
-    refunded = case((bindparam("p_refund", type_=Boolean), R.credits_charged), else_=0)
-    return (update(requests_table).where(_open_request_id())
-            .values(status=_col(requests_table, "status"), error_kind=_col(requests_table, "error_kind"),
-                    error_message=_col(requests_table, "error_message"),
-                    finished_at=_col(requests_table, "finished_at"), cost_micros=_col(requests_table, "cost_micros"),
-                    credits_refunded=refunded)
-            .returning(*CLOSED_ROW))
+    """Failed or canceled by the owner; refunded unless part of the answer was delivered."""
+    return update(requests_table).where(_owned_open_request()).values(_failed_values()).returning(*CLOSED_ROW)
+
+
+@lru_cache(maxsize=1)
+def cancel_open() -> Any:
+    """Canceled by the user, whoever owns it: only before its answer started to go out (delivering_at)."""
+    return (update(requests_table)
+            .where(R.user_id == bindparam("p_user_id", type_=BigInteger), R.status.in_(OPEN_STATUSES),
+                   R.delivering_at.is_(None))
+            .values(_failed_values()).returning(R.id, *CLOSED_ROW))
+
+
+@lru_cache(maxsize=2)
+def mark_delivery(column: str) -> Any:
+    """`delivering_at` or `delivered_at`, set once, by the owner of an open request."""
+    return (update(requests_table).where(_owned_open_request())
+            .values({column: func.coalesce(R[column], _col(requests_table, column))}))
+
+
+@lru_cache(maxsize=1)
+def renew_leases() -> Any:
+    """One statement renews every lease a process holds (expanding IN: one bound list)."""
+    return (update(requests_table)
+            .where(R.owner == bindparam("p_owner", type_=String), R.status.in_(OPEN_STATUSES),
+                   R.id.in_(bindparam("p_ids", expanding=True)))
+            .values(lease_until=_col(requests_table, "lease_until")))
+
+
+@lru_cache(maxsize=1)
+def refuse_reserved() -> Any:
+    """A reservation the charge refused becomes a refusal row: its reason, no charge."""
+    return (update(requests_table).where(R.id == bindparam("p_id", type_=BigInteger))
+            .values(status="refused", error_kind=_col(requests_table, "error_kind"), credits_charged=0,
+                    owner=None, lease_until=None, finished_at=_col(requests_table, "finished_at")))
 
 
 @lru_cache(maxsize=1)

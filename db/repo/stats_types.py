@@ -39,7 +39,8 @@ class ProviderStats:
 
 @dataclass(frozen=True, slots=True)
 class RequestTotals:
-    """Finished requests (served, failed, canceled) created in the period."""
+    """Finished requests (served, failed, canceled) created in the period, and the ones refused before
+    anything was charged (not enough credits, budget reached, busy), which `requests` does not count."""
 
     requests: int = 0
     served: int = 0
@@ -49,6 +50,7 @@ class RequestTotals:
     credits_charged: int = 0
     credits_refunded: int = 0
     cost_micros: int = 0
+    refused: int = 0
 
     @property
     def fallback_rate(self) -> float:

@@ -1,4 +1,5 @@
-"""Many concurrent reservations for one user, each in its own session: the balance never overdraws."""
+"""Many concurrent reservations for one user, each in its own session: the balance never overdraws, and
+every refusal is a row of its own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import LedgerEntry, Request
-from db.repo.accounting import Budget, Reservation
+from db.repo.records import Budget, Reservation
 from db.repo.users import ledger_mismatches
 from tests.db.support import balance, make_user, reserve
 
@@ -29,7 +30,9 @@ async def test_fifty_concurrent_reservations_with_five_credits_serve_exactly_fiv
     assert sorted(r.balance for r in results if r.ok) == [0, 1, 2, 3, 4]
     async with sessions() as s:
         assert await balance(s, 1) == 0
-        assert await s.scalar(select(func.count()).select_from(Request)) == 5
+        assert await s.scalar(select(func.count()).where(Request.status == "running")) == 5
+        assert await s.scalar(select(func.count()).where(Request.status == "refused",
+                                                         Request.credits_charged == 0)) == 45
         assert await s.scalar(select(func.count()).where(LedgerEntry.reason == "charge")) == 5
         assert await ledger_mismatches(s) == []
 

@@ -1,5 +1,6 @@
-"""Hypothesis: any sequence of grants, requests, successes, failures, refunds and duplicates keeps every
-balance equal to the sum of its ledger rows, never negative, and never refunds more than was charged.
+"""Hypothesis: any sequence of grants, requests, refusals, successes, failures (refunded, or kept because part
+of the answer was delivered) and duplicates keeps every balance equal to the sum of its ledger rows, never
+negative, and never refunds more than was charged.
 
 A plain model of the rules runs beside the database and must agree with it after every step.
 """
@@ -16,17 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import make_engine, make_session_maker
 from db.models import LedgerEntry, Request, User
-from db.repo.accounting import Budget, ServedRecord, close_failed, close_served
+from db.repo.lifecycle import close_failed, close_served, mark_delivered
+from db.repo.records import Budget, ServedRecord
 from db.repo.users import grant_credits, ledger_mismatches
 from tests.db.conftest import FreshDb
-from tests.db.support import make_user, reserve
+from tests.db.support import OWNER, make_user, reserve
 
 USERS = (1, 2, 3)
 
 grant = st.tuples(st.just("grant"), st.sampled_from(USERS), st.integers(-5, 8))
 request = st.tuples(st.just("request"), st.sampled_from(USERS), st.integers(0, 4), st.integers(0, 6))
 serve = st.tuples(st.just("serve"), st.integers(0, 30))
-fail = st.tuples(st.just("fail"), st.integers(0, 30), st.booleans())
+fail = st.tuples(st.just("fail"), st.integers(0, 30), st.booleans())  # True: nothing was delivered, refund
 operations = st.lists(st.one_of(grant, request, serve, fail), max_size=40)
 
 
@@ -34,7 +36,7 @@ operations = st.lists(st.one_of(grant, request, serve, fail), max_size=40)
 class Model:
     balances: dict[int, int] = field(default_factory=lambda: dict.fromkeys(USERS, 2))
     open: dict[int, tuple[int, int]] = field(default_factory=dict)  # request id -> (user, credits)
-    requests: list[int] = field(default_factory=list)
+    requests: list[int] = field(default_factory=list)  # every row, refused ones too
     by_update: dict[int, int] = field(default_factory=dict)
 
 
@@ -53,24 +55,29 @@ async def _step(s: AsyncSession, model: Model, op: tuple[object, ...]) -> None:
         res = await reserve(s, user, credits, update_id=update_id, budget=Budget())
         if update_id in model.by_update:
             assert (res.status, res.request_id) == ("duplicate", model.by_update[update_id])
-        elif model.balances[user] >= credits:
-            assert res.status == "ok" and res.request_id is not None
-            model.balances[user] -= credits
-            model.open[res.request_id] = (user, credits)
+        else:
+            assert res.request_id is not None
+            assert res.status == ("ok" if model.balances[user] >= credits else "insufficient")
+            if res.ok:
+                model.balances[user] -= credits
+                model.open[res.request_id] = (user, credits)
             model.requests.append(res.request_id)
             model.by_update[update_id] = res.request_id
-        else:
-            assert res.status == "insufficient"
         assert res.balance == model.balances[user]
     elif model.requests:
         rid = model.requests[int(op[1]) % len(model.requests)]  # type: ignore[call-overload]
         if op[0] == "serve":
-            closed = await close_served(s, rid, ServedRecord("alpha", "m", 10, 5.0))
+            closed = await close_served(s, rid, OWNER, ServedRecord("alpha", "m", 10, 5.0))
         else:
-            closed = await close_failed(s, rid, error_kind="unavailable", refund=bool(op[2]))
-            if closed and op[2]:
+            refund = bool(op[2])
+            if not refund:  # part of the answer reached the user: the charge is kept
+                assert await mark_delivered(s, rid, OWNER) == (rid in model.open)
+            failed = await close_failed(s, rid, OWNER, error_kind="unavailable")
+            closed = failed is not None
+            if failed is not None:
                 user, credits = model.open[rid]
-                model.balances[user] += credits
+                assert failed.refunded == (credits if refund else 0)
+                model.balances[user] += failed.refunded
         assert closed == (rid in model.open)
         model.open.pop(rid, None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,13 @@ def _revisions() -> list[str]:
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
-def _schema(path: Path) -> set[tuple[str, str]]:
+def _schema(path: Path) -> set[tuple[str, frozenset[str]]]:
+    """Every table and index as its definition's clauses: a table that batch mode recreated lists the same
+    columns and constraints, in another order, with its name quoted."""
     with sqlite3.connect(path) as con:
         rows = con.execute("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE '%alembic_version%'").fetchall()
-    return {(name, sql or "") for name, sql in rows}
+    return {(name, frozenset(line.strip().rstrip(",").replace('"', "") for line in (sql or "").splitlines()))
+            for name, sql in rows}
 
 
 def _tables(path: Path) -> set[str]:
@@ -36,7 +40,7 @@ def _tables(path: Path) -> set[str]:
 
 
 def test_there_is_more_than_one_revision_to_climb() -> None:
-    assert _revisions()[:3] == ["0001", "0002", "0003"]
+    assert _revisions()[:4] == ["0001", "0002", "0003", "0004"]
 
 
 def test_stairway_every_revision_upgrades_downgrades_and_upgrades_again(tmp_path: Path) -> None:
@@ -116,3 +120,48 @@ async def test_0003_refills_the_user_rollups_as_a_rebuild_would(tmp_path: Path) 
         rebuilt = set((await s.execute(select(user_rollups))).all())
     await engine.dispose()
     assert migrated == rebuilt and len(rebuilt) > 40
+
+
+def _fill_0003(path: Path, with_ledger: bool) -> None:
+    """Rows as a 0003 database holds them: a served, a pending and a failed request with their attempts,
+    and (when asked) the ledger rows of their charges and refund."""
+    at = "2024-05-01 03:00:00.000000"
+    with closing(sqlite3.connect(path)) as con, con:
+        con.execute("INSERT INTO users (id, credits, labels, created_at, last_seen_at) VALUES (1, 7, '{}', ?, ?)",
+                    (at, at))
+        con.executemany(
+            "INSERT INTO requests (id, user_id, label, category, prompt, status, credits_charged, credits_refunded,"
+            " created_at) VALUES (?, 1, 'L', 'text', 'p', ?, 1, ?, ?)",
+            [(1, "served", 0, at), (2, "pending", 0, at), (3, "failed", 1, at)])
+        con.executemany(
+            "INSERT INTO attempts (request_id, provider, model, category, position, latency_ms, started_at)"
+            " VALUES (?, 'alpha', 'm', 'text', 0, 10, ?)", [(1, at), (3, at), (3, at)])
+        if with_ledger:
+            con.executemany(
+                "INSERT INTO credit_ledger (user_id, delta, reason, request_id, created_at) VALUES (1, ?, ?, ?, ?)",
+                [(10, "free", None, at), (-1, "charge", 1, at), (-1, "charge", 2, at), (-1, "charge", 3, at),
+                 (1, "refund", 3, at)])
+
+
+def _rows(path: Path) -> tuple[list[tuple[int, str]], list[int], list[int | None], list[object]]:
+    with closing(sqlite3.connect(path)) as con:
+        return (con.execute("SELECT id, status FROM requests ORDER BY id").fetchall(),
+                [r for (r,) in con.execute("SELECT request_id FROM attempts ORDER BY id")],
+                [r for (r,) in con.execute("SELECT request_id FROM credit_ledger ORDER BY id")],
+                con.execute("PRAGMA foreign_key_check").fetchall())
+
+
+@pytest.mark.parametrize("with_ledger", [True, False])
+def test_0004_keeps_every_attempt_and_ledger_row_of_the_requests_table_it_rebuilds(
+    tmp_path: Path, with_ledger: bool
+) -> None:
+    # SQLite's batch mode copies `requests`, drops it and renames the copy: with foreign keys on, the drop
+    # fails on ledger rows that point at a request, or (without any) takes the attempts with it (CASCADE).
+    path = tmp_path / "rebuilt.db"
+    upgrade_database(sqlite_url(path), "0003")
+    _fill_0003(path, with_ledger)
+    attempts, ledger = [1, 3, 3], [None, 1, 2, 3, 3] if with_ledger else []
+    upgrade_database(sqlite_url(path), "0004")
+    assert _rows(path) == ([(1, "served"), (2, "reserved"), (3, "failed")], attempts, ledger, [])
+    downgrade_database(sqlite_url(path), "0003")
+    assert _rows(path) == ([(1, "served"), (2, "pending"), (3, "failed")], attempts, ledger, [])

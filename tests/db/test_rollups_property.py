@@ -1,5 +1,6 @@
 """Hypothesis: stats read from the rollups equal the same figures computed from the raw rows, for random
-traffic and random periods; and `rebuild_rollups` recomputes exactly what the write side kept."""
+traffic (served, failed, canceled, delivered then failed, refused, still open) and random periods; and
+`rebuild_rollups` recomputes exactly what the write side kept."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import make_engine, make_session_maker
-from db.models import Attempt, Request
+from db.models import CLOSED_STATUSES, Attempt, Request
 from db.periods import Period, period_named
-from db.repo.accounting import AttemptRecord, ServedRecord, close_failed, close_served, record_attempt
+from db.repo.lifecycle import close_failed, close_served, mark_delivered, record_attempts, refuse
+from db.repo.records import AttemptRecord, ServedRecord
 from db.repo.rollups import rebuild_rollups
 from db.repo.stats import provider_stats, request_totals, top_users
 from db.rollup_tables import (
+    DAILY,
+    HOURLY,
     LATENCY_BOUNDS_MS,
     bucket_bounds,
     latency_bucket,
@@ -28,7 +32,7 @@ from db.rollup_tables import (
     user_rollups,
 )
 from tests.db.conftest import FreshDb
-from tests.db.support import make_user, reserve
+from tests.db.support import OWNER, make_user, reserve
 
 BASE = datetime(2024, 3, 8, tzinfo=UTC)
 SPAN_MIN = 4 * 24 * 60
@@ -41,7 +45,8 @@ attempt = st.tuples(st.sampled_from(["alpha", "beta", "gamma"]), st.sampled_from
                     st.integers(0, 5000))
 traffic = st.lists(st.tuples(
     st.integers(1, 4), st.integers(0, SPAN_MIN), st.sampled_from(["text", "image"]), st.integers(0, 3),
-    st.lists(attempt, min_size=1, max_size=3), st.sampled_from(["served", "failed", "no_refund", "canceled", "open"]),
+    st.lists(attempt, min_size=1, max_size=3),
+    st.sampled_from(["served", "failed", "delivered_then_failed", "canceled", "open", "busy", "insufficient"]),
 ), max_size=25)
 periods = st.tuples(st.integers(-30, 5 * 24), st.integers(0, 5 * 24))
 
@@ -49,18 +54,27 @@ periods = st.tuples(st.integers(-30, 5 * 24), st.integers(0, 5 * 24))
 async def _log(s: AsyncSession, traffic: list[Any]) -> None:
     for user, minute, category, credits, attempts, outcome in traffic:
         at = BASE + timedelta(minutes=minute)
-        rid = (await reserve(s, user, credits, now=at, category=category, route_first="alpha")).request_id
-        assert rid is not None
-        for order, (provider, kind, latency, cost) in enumerate(attempts):
-            started = at + timedelta(seconds=order * 50)
-            await record_attempt(s, rid, AttemptRecord(provider, "m", category, order, kind, 200, latency, cost,
-                                                       started_at=started))
+        if outcome == "busy":  # turned away before any charge: a row, no attempts
+            await refuse(s, tg_id=user, update_id=None, label="L", category=category, prompt="", reason="busy", now=at)
+            continue
+        wanted = 10**6 if outcome == "insufficient" else credits  # more than anyone has
+        res = await reserve(s, user, wanted, now=at, category=category, route_first="alpha")
+        assert res.request_id is not None and res.ok == (outcome != "insufficient")
+        if not res.ok:
+            continue
+        rid = res.request_id
+        await record_attempts(s, rid, [
+            AttemptRecord(provider, "m", category, order, kind, 200, latency, cost,
+                          started_at=at + timedelta(seconds=order * 50))
+            for order, (provider, kind, latency, cost) in enumerate(attempts)])
         provider, _, latency, cost = attempts[-1]
+        if outcome == "delivered_then_failed":
+            assert await mark_delivered(s, rid, OWNER, at)
         if outcome == "served":
-            await close_served(s, rid, ServedRecord(provider, "m", cost, latency))
+            assert await close_served(s, rid, OWNER, ServedRecord(provider, "m", cost, latency))
         elif outcome != "open":
-            await close_failed(s, rid, error_kind="unavailable", refund=outcome != "no_refund",
-                               canceled=outcome == "canceled", cost_micros=cost)
+            assert await close_failed(s, rid, OWNER, error_kind="unavailable", canceled=outcome == "canceled",
+                                      cost_micros=cost) is not None
 
 
 def _raw_provider(attempts: list[Attempt], requests: list[Request], period: Period, category: str | None
@@ -103,7 +117,7 @@ async def _compare(s: AsyncSession, period: Period) -> None:
                 low, high = bucket_bounds(latency_bucket(nearest_rank))
                 assert p.p95_latency_ms is not None and low <= p.p95_latency_ms <= high
     start, end = period.hour_bounds()
-    closed = [r for r in requests if r.status != "pending" and start <= r.created_at < end]
+    closed = [r for r in requests if r.status in CLOSED_STATUSES and start <= r.created_at < end]
     totals = await request_totals(s, period)
     assert (totals.requests, totals.served, totals.failed, totals.canceled, totals.fallbacks,
             totals.credits_charged, totals.credits_refunded, totals.cost_micros) == (
@@ -120,6 +134,16 @@ async def _compare(s: AsyncSession, period: Period) -> None:
     expected = sorted(per_user.items(), key=lambda kv: (-kv[1][2], -kv[1][1], kv[0]))
     got = await top_users(s, period, limit=10)
     assert [(u.tg_id, [u.requests, u.credits, u.cost_micros]) for u in got] == expected
+
+
+async def _refusals_counted(s: AsyncSession) -> None:
+    """Every refused row is counted once in `refused`, at its hour and day, and never in `requests`."""
+    raw = await s.scalar(select(func.count()).where(Request.status == "refused"))
+    for grain in (HOURLY, DAILY):
+        c = request_rollups.c
+        row = (await s.execute(select(func.sum(c.refused), func.sum(c.requests)).where(c.grain == grain))).one()
+        assert int(row[0] or 0) == raw
+        assert int(row[1] or 0) == await s.scalar(select(func.count()).where(Request.status.in_(CLOSED_STATUSES)))
 
 
 async def _snapshot(s: AsyncSession) -> dict[str, set[tuple[Any, ...]]]:
@@ -140,6 +164,7 @@ async def _scenario(url: str, traffic: list[Any], spans: list[tuple[int, int]], 
                 await _compare(s, Period(first, first + timedelta(hours=length)))
             for name in ("today", "yesterday", "7d", "30d"):
                 await _compare(s, period_named(name, tz, now=BASE + timedelta(days=2, hours=7)))
+            await _refusals_counted(s)
             kept = await _snapshot(s)
             await rebuild_rollups(s)
             assert await _snapshot(s) == kept

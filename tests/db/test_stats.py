@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.periods import period_between, period_named
-from db.repo.accounting import AttemptRecord, ServedRecord, close_failed, close_served, record_attempt
+from db.repo.lifecycle import close_failed, close_served, record_attempts
+from db.repo.records import AttemptRecord, ServedRecord
 from db.repo.stats import (
     cost_comparison,
     digest,
@@ -20,7 +21,7 @@ from db.repo.stats import (
     user_usage,
 )
 from db.rollup_tables import bucket_bounds, latency_bucket
-from tests.db.support import make_user, reserve
+from tests.db.support import OWNER, make_user, reserve
 
 Sessions = async_sessionmaker[AsyncSession]
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
@@ -41,14 +42,14 @@ async def _log(s: AsyncSession, start: datetime, requests: list[tuple[int, int, 
         at = start + timedelta(minutes=n)
         rid = (await reserve(s, user, credits, now=at, route_first="alpha")).request_id
         assert rid is not None
-        for order, (provider, kind, latency, cost) in enumerate(attempts):
-            await record_attempt(s, rid, AttemptRecord(provider, "m", "text", order, kind, 200, latency, cost,
-                                                       started_at=at))
+        await record_attempts(s, rid, [AttemptRecord(provider, "m", "text", order, kind, 200, latency, cost,
+                                                     started_at=at)
+                                       for order, (provider, kind, latency, cost) in enumerate(attempts)])
         provider, _, latency, cost = attempts[-1]
         if outcome == "served":
-            await close_served(s, rid, ServedRecord(provider, "m", cost, latency))
+            assert await close_served(s, rid, OWNER, ServedRecord(provider, "m", cost, latency))
         else:
-            await close_failed(s, rid, error_kind="unavailable", now=at)
+            assert await close_failed(s, rid, OWNER, error_kind="unavailable", now=at) is not None
 
 
 async def _seed(sessions: Sessions) -> None:
