@@ -1,9 +1,10 @@
 """The factory: builds everything once (settings in, a ready `BotApp` out) and hands it to the Dispatcher.
 
-Handlers receive these as workflow data: `settings`, `sessions`, `manager`, `scheduler`, `jobs`,
-`generation`, `providers_config`, `db_writes` (group commit; see `WriteQueue`). Start-up duties
-(settle stale reservations, bot commands, resume jobs, start the scheduler) run in the dispatcher's
-start-up hook, so polling and webhook modes share them.
+Handlers receive these as workflow data: `settings`, `sessions`, `manager`, `scheduler`, `life` (the
+owner of every request's life), `generation`, `providers_config`, `db_writes` (group commit; see
+`WriteQueue`). Start-up duties (the first sweep of orphaned requests, bot commands, the scheduler with
+the digest, the sweeper and lease renewal) run in the dispatcher's start-up hook, so polling and webhook
+modes share them.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ from bot.handlers import routers
 from bot.i18n import LANGUAGES, Translate
 from bot.middlewares import setup_middlewares
 from bot.services.alerts import AlertNotifier
+from bot.services.answers import Answers
 from bot.services.digest import schedule_digest
 from bot.services.generation import GenerationService
-from bot.services.jobs import JobRegistry, resume_jobs, settle_stale
+from bot.services.leases import Leases, new_owner_id
+from bot.services.lifecycle import RequestLife
+from bot.services.running import Slots
+from bot.services.sweeper import Sweeper
 from bot.services.writes import WriteQueue
 from bot.settings import Settings
 from db.engine import make_engine, make_session_maker
@@ -61,17 +66,19 @@ class BotApp:
     manager: ProviderManager
     dp: Dispatcher
     scheduler: AsyncIOScheduler
-    jobs: JobRegistry
+    slots: Slots
+    life: RequestLife
+    sweeper: Sweeper
     generation: GenerationService
     writes: WriteQueue
+    media_client: httpx.AsyncClient
     _stopping: bool = False
 
     async def on_startup(self) -> None:
-        await settle_stale(self.sessions, self.settings.stale_request_minutes)
+        taken = await self.sweeper.sweep()
+        if taken:
+            logger.info("took over {} request(s) an earlier run left open", taken)
         await self.set_commands()
-        resumed = await resume_jobs(self.generation, self.sessions)
-        if resumed:
-            logger.info("resuming {} provider job(s) in the background", resumed)
         if not self.scheduler.running:
             self.scheduler.start()
 
@@ -81,7 +88,7 @@ class BotApp:
         self._stopping = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        await self.jobs.shutdown()
+        await self.slots.shutdown()
 
     async def wait_for_telegram(self, *, delete_webhook: bool, first_delay_s: float = 1.0,
                                 max_delay_s: float = 60.0) -> None:
@@ -122,28 +129,42 @@ class BotApp:
             await self.on_shutdown()
         await self.writes.aclose()
         await self.manager.aclose()
+        await self.media_client.aclose()
         await self.bot.session.close()
         await self.engine.dispose()
 
 
-def build_app(settings: Settings, config: ProvidersConfig, *, bot: Bot | None = None,
-              client: httpx.AsyncClient | None = None, engine: AsyncEngine | None = None) -> BotApp:
-    engine = engine or make_engine(settings.database_url)
+def build_app(settings: Settings, config: ProvidersConfig) -> BotApp:
+    engine = make_engine(settings.database_url)
     sessions = make_session_maker(engine)
-    bot = bot or make_bot(settings)
-    manager = ProviderManager(config, client=client, on_alert=AlertNotifier(bot, settings, sessions=sessions))
-    enabled = sorted(manager.adapters)
-    logger.info("providers enabled: {}", ", ".join(enabled) or "none (set their API keys)")
+    bot = make_bot(settings)
+    manager = ProviderManager(config, on_alert=AlertNotifier(bot, settings, sessions=sessions))
+    catalogue = manager.catalogue
+    logger.info("providers enabled: {}", ", ".join(catalogue.enabled_providers()) or "none (set their API keys)")
+    writes = WriteQueue.for_url(sessions, settings.database_url)
+    media_client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0))
+    answers = Answers(settings, manager, media_client)
+    slots, leases = Slots(), Leases(new_owner_id(), settings.request_lease_seconds)
+    life = RequestLife(settings, writes, manager, bot, answers, slots, leases)
+    sweeper = Sweeper(life, sessions)
+    generation = GenerationService(settings, catalogue, answers, life)
     scheduler = AsyncIOScheduler(timezone=settings.tz)
     schedule_digest(scheduler, bot, sessions, settings, manager)
-    jobs = JobRegistry()
-    writes = WriteQueue.for_url(sessions, settings.database_url)
-    generation = GenerationService(settings, sessions, manager, jobs, bot, writes)
-    dp = Dispatcher(settings=settings, sessions=sessions, manager=manager, scheduler=scheduler, jobs=jobs,
+    schedule_request_duties(scheduler, sweeper, settings)
+    dp = Dispatcher(settings=settings, sessions=sessions, manager=manager, scheduler=scheduler, life=life,
                     generation=generation, providers_config=config, db_writes=writes)
     setup_middlewares(dp, settings)
     dp.include_routers(*routers())
-    app = BotApp(settings, config, engine, sessions, bot, manager, dp, scheduler, jobs, generation, writes)
+    app = BotApp(settings, config, engine, sessions, bot, manager, dp, scheduler, slots, life, sweeper, generation,
+                 writes, media_client)
     dp.startup.register(app.on_startup)
     dp.shutdown.register(app.on_shutdown)
     return app
+
+
+def schedule_request_duties(scheduler: AsyncIOScheduler, sweeper: Sweeper, settings: Settings) -> None:
+    """The sweeper every SWEEP_INTERVAL_SECONDS, and lease renewal every third of a lease."""
+    scheduler.add_job(sweeper.sweep, "interval", seconds=settings.sweep_interval_seconds, id="sweep",
+                      coalesce=True, max_instances=1, replace_existing=True)
+    scheduler.add_job(sweeper.renew_leases, "interval", seconds=settings.request_lease_seconds / 3, id="leases",
+                      coalesce=True, max_instances=1, replace_existing=True)

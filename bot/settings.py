@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     # tuning knobs
     stream_edit_interval: float = Field(1.0, ge=0)  # seconds between edits of a streamed reply (0: every delta)
     history_max_chars: int = Field(12_000, ge=0)  # conversation sent to the model, newest kept
-    stale_request_minutes: int = Field(30, ge=1)  # reservations older than this are refunded at start-up
+    request_lease_seconds: float = Field(30.0, ge=1)  # an open request not renewed for this long is an orphan
+    sweep_interval_seconds: float = Field(60.0, ge=1)  # how often orphans are finished (resumed or refunded)
     progress_interval: float = Field(5.0, gt=0)  # seconds between edits of a long job's progress message
     progress_after: float = Field(5.0, ge=0)  # a job still running after this gets a progress message
     max_prompt_chars: int = Field(4000, ge=1)  # longer input is refused before anything is charged

@@ -1,8 +1,6 @@
-"""/cancel: stop the user's running request and refund it (the request's own task does the refund)."""
+"""/cancel: the request's owner asks the database to cancel, and the answer says what really happened."""
 
 from __future__ import annotations
-
-import asyncio
 
 from aiogram import Router
 from aiogram.filters import Command
@@ -10,20 +8,16 @@ from aiogram.types import Message
 
 from bot.i18n import Translate
 from bot.services.failures import credits_text
-from bot.services.jobs import JobRegistry
+from bot.services.lifecycle import RequestLife
 from db.repo.users import UserView
 
-SETTLE_S = 15.0  # how long to wait for the cancelled task to refund before answering anyway
 
-
-async def cmd_cancel(message: Message, user: UserView, t: Translate, jobs: JobRegistry) -> None:
-    job = jobs.cancel(user.tg_id)
-    if job is None:
-        await message.answer(t("cancel.nothing"))
-        return
-    if job.task is not None:
-        await asyncio.wait({job.task}, timeout=SETTLE_S)
-    await message.answer(t("cancel.done", credits=credits_text(job.credits, t)))
+async def cmd_cancel(message: Message, user: UserView, t: Translate, life: RequestLife) -> None:
+    reply = await life.cancel(user.tg_id)
+    if reply.result == "refunded":
+        await message.answer(t("cancel.done", credits=credits_text(reply.refunded, t)))
+    else:
+        await message.answer(t(f"cancel.{reply.result}"))
 
 
 def router() -> Router:

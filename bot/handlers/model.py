@@ -27,7 +27,7 @@ class ModelPick(CallbackData, prefix="model"):
 
 
 def labels(generation: GenerationService) -> list[LabelConfig]:
-    return list(generation.manager.config.labels.values())
+    return generation.catalogue.labels()
 
 
 def keyboard(generation: GenerationService, user: UserView, t: Translate) -> InlineKeyboardMarkup:

@@ -33,13 +33,8 @@ class UserContext(BaseMiddleware):
                 last_name=tg_user.last_name, language=tg_user.language_code,
                 is_admin=settings.is_admin(tg_user.id), free_credits=settings.free_credits)
 
-        writes: WriteQueue | None = data.get("db_writes")
-        if writes is not None:
-            view = await writes.run(upsert)
-        else:  # a dispatcher built without the queue (some tests): the update's own session
-            session: AsyncSession = data["session"]
-            view = await upsert(session)
-            await session.commit()
+        writes: WriteQueue = data["db_writes"]
+        view = await writes.run(upsert)
         data["user"] = view
         data["t"] = Translate(language_for(view.language))
         return await handler(event, data)

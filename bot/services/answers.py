@@ -1,8 +1,10 @@
-"""How each kind of answer is produced and delivered, once credits are reserved.
+"""How each kind of answer is produced and delivered, once its credits are reserved.
 
-A `Produce` is one request's work: call the manager with the hooks that log attempts and job ids,
-deliver what came back, then close the request as served. Failures are raised to
-`GenerationService._serve`, which refunds and words them.
+A `Work` calls the manager with the hooks that log attempts and job ids, delivers what came back, and
+returns what it delivered. It never decides money and never closes the request: it asks its `Gate`
+before the first part of the answer goes out (`delivering`, which fails when the request was canceled
+or is no longer this process's) and says when part of it reached the user (`delivered`). The owner of
+the request's life (`bot.services.lifecycle`) turns what a work returns or raises into one terminal state.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
+from typing import Protocol
 
+import httpx
 from aiogram import Bot
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError
@@ -19,15 +23,21 @@ from aiogram.types import Message
 from loguru import logger
 
 from bot.i18n import Translate
-from bot.services.bookkeeping import RequestBook
 from bot.services.delivery import MediaFetchError, TextStreamer, media_bytes, send_media
 from bot.services.progress import ProgressMessage, chat_action
 from bot.services.telegram_retry import with_retry
 from bot.settings import Settings
-from providers.errors import AllProvidersFailed, Attempt, ProviderError
-from providers.manager import ProviderManager
-from providers.result import CallHooks, Result
-from providers.types import Category, EditOp, GenerationRequest
+from providers import (
+    AllProvidersFailed,
+    Attempt,
+    CallHooks,
+    Category,
+    EditOp,
+    GenerationRequest,
+    ProviderError,
+    ProviderManager,
+    Result,
+)
 
 # A streamed answer's first message waits this long, so a quick short answer is one message and no edits;
 # "typing..." shows only when the first words take longer than this. Both halve Bot API calls under load.
@@ -54,28 +64,49 @@ class Ask:
         user_id = message.from_user.id if message.from_user else message.chat.id
         return cls(bot, message.chat.id, user_id, t, message.message_id, update_id)
 
-    async def say(self, text: str) -> None:
+    async def say(self, text: str) -> bool:
+        """Send `text`; False when Telegram would not take it (blocked the bot, chat gone)."""
         try:
             await with_retry(lambda: self.bot.send_message(self.chat_id, text, parse_mode=ParseMode.HTML))
-        except TelegramAPIError as exc:  # blocked the bot, chat gone: nothing more to do
+        except TelegramAPIError as exc:
             logger.info("could not tell user {}: {}", self.user_id, exc)
+            return False
+        return True
 
 
 class AnswerFailed(Exception):
-    """The provider answered, but there is nothing to show (empty) or the answer broke off after part of
-    it was shown; `key` is the message to send, `kind` what the request log records."""
+    """The provider answered, but there is nothing to show (empty), the answer broke off after part of it
+    was shown, or the user stopped it while it was shown; `key` is the message to send, `kind` what the
+    request log records."""
 
-    def __init__(self, key: str, kind: str) -> None:
+    def __init__(self, key: str, kind: str, *, canceled: bool = False) -> None:
         super().__init__(kind)
         self.key = key
         self.kind = kind
+        self.canceled = canceled
+
+
+class Gate(Protocol):
+    """The owner's say on delivery (see the module docstring)."""
+
+    async def delivering(self) -> None: ...
+
+    async def delivered(self) -> None: ...
+
+    @property
+    def stop_requested(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    result: Result
+    exchange: tuple[int, str, str] | None = None  # (user, question, answer): kept as chat history
 
 
 @dataclass
 class WorkState:
-    """The request being served: its id, and which provider is at work now (for the progress message)."""
+    """Which provider is at work now (for the progress message)."""
 
-    request_id: int
     route: list[str]
     provider: str | None = None
 
@@ -89,20 +120,21 @@ class WorkState:
             self.provider = later[0] if later else attempt.provider
 
 
-Produce = Callable[[CallHooks, WorkState], Awaitable[None]]
+Work = Callable[[CallHooks, Gate, WorkState], Awaitable[Delivered]]
 
 
 @dataclass(frozen=True, slots=True)
 class Answers:
     settings: Settings
     manager: ProviderManager
-    book: RequestBook
+    media_client: httpx.AsyncClient  # the bot's own: provider media URLs are fetched here, size-capped
 
-    def text(self, ask: Ask, label: str, request: GenerationRequest) -> Produce:
-        async def produce(hooks: CallHooks, state: WorkState) -> None:
+    def text(self, ask: Ask, label: str, request: GenerationRequest) -> Work:
+        async def work(hooks: CallHooks, gate: Gate, state: WorkState) -> Delivered:
             streamer = TextStreamer(ask.bot, ask.chat_id, reply_to=ask.reply_to,
                                     interval=self.settings.stream_edit_interval,
-                                    first_after=min(FIRST_SHOW_S, self.settings.stream_edit_interval))
+                                    first_after=min(FIRST_SHOW_S, self.settings.stream_edit_interval),
+                                    before_first=gate.delivering, after_first=gate.delivered)
             stream = self.manager.stream_text(request, label=label, hooks=hooks)
             text = ""
             try:
@@ -110,6 +142,9 @@ class Answers:
                     async for delta in stream:
                         text += delta
                         await streamer.update(text)
+                        if gate.stop_requested:
+                            await streamer.finish(text)
+                            raise AnswerFailed("cancel.stopped", "canceled", canceled=True)
             except (AllProvidersFailed, ProviderError) as exc:
                 if not text.strip():
                     raise
@@ -120,32 +155,33 @@ class Answers:
             if not text.strip() or stream.result is None:
                 raise AnswerFailed("chat.empty_answer", "empty_answer")
             await streamer.finish(text)
-            await self.book.served(state.request_id, stream.result, (ask.user_id, request.prompt, text))
+            return Delivered(stream.result, (ask.user_id, request.prompt, text))
 
-        return produce
+        return work
 
-    def media(self, ask: Ask, label: str, request: GenerationRequest) -> Produce:
-        async def produce(hooks: CallHooks, state: WorkState) -> None:
+    def media(self, ask: Ask, label: str, request: GenerationRequest) -> Work:
+        async def work(hooks: CallHooks, gate: Gate, state: WorkState) -> Delivered:
             async with self._working(ask, request, state):
                 result = await self.manager.generate(request, label=label, hooks=hooks)
                 files = await self._fetch(result)
-            await self.deliver(ask, request, files)
-            await self.book.served(state.request_id, result)
+            await self.deliver(ask, request, files, gate)
+            return Delivered(result)
 
-        return produce
+        return work
 
-    def resumed(self, ask: Ask, provider: str, job_id: str, model: str, request: GenerationRequest) -> Produce:
-        async def produce(hooks: CallHooks, state: WorkState) -> None:
+    def resumed(self, ask: Ask, provider: str, job_id: str, model: str, request: GenerationRequest) -> Work:
+        async def work(hooks: CallHooks, gate: Gate, state: WorkState) -> Delivered:
             async with self._working(ask, request, state):
                 result = await self.manager.resume(provider, job_id, request, model, hooks=hooks)
                 files = await self._fetch(result) if result.media else []
             if result.text and not files:
-                await TextStreamer(ask.bot, ask.chat_id).finish(result.text)
+                await TextStreamer(ask.bot, ask.chat_id, before_first=gate.delivering,
+                                   after_first=gate.delivered).finish(result.text)
             else:
-                await self.deliver(ask, request, files)
-            await self.book.served(state.request_id, result)
+                await self.deliver(ask, request, files, gate)
+            return Delivered(result)
 
-        return produce
+        return work
 
     @contextlib.asynccontextmanager
     async def _working(self, ask: Ask, request: GenerationRequest, state: WorkState) -> AsyncIterator[None]:
@@ -163,16 +199,20 @@ class Answers:
             yield
 
     async def _fetch(self, result: Result) -> list[tuple[bytes, str]]:
-        files = [(await media_bytes(m, self.manager.client, self.settings.max_media_bytes), m.mime)
+        files = [(await media_bytes(m, self.media_client, self.settings.max_media_bytes), m.mime)
                  for m in result.media]
         if not files:
             raise MediaFetchError(f"{result.provider} returned no media")
         return files
 
-    async def deliver(self, ask: Ask, request: GenerationRequest, files: list[tuple[bytes, str]]) -> None:
+    async def deliver(self, ask: Ask, request: GenerationRequest, files: list[tuple[bytes, str]],
+                      gate: Gate) -> None:
         prompt = request.prompt.strip()
         caption = escape(prompt[:CAPTION_CHARS]) if prompt and request.category is not Category.AUDIO else None
         as_document = request.edit_op is EditOp.UPSCALE  # a photo would be recompressed, undoing the upscale
-        for data, mime in files:
+        await gate.delivering()
+        for index, (data, mime) in enumerate(files):
             await send_media(ask.bot, ask.chat_id, data, mime, caption=caption, reply_to=ask.reply_to,
                              as_document=as_document)
+            if index == 0:
+                await gate.delivered()

@@ -14,7 +14,7 @@ import base64
 import contextlib
 import mimetypes
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +39,10 @@ def _not_modified(exc: TelegramBadRequest) -> bool:
     return "not modified" in exc.message.lower()
 
 
+async def _nothing_first() -> None:
+    return None
+
+
 @dataclass
 class _Sent:
     message_id: int
@@ -46,10 +50,18 @@ class _Sent:
 
 
 class TextStreamer:
-    """One reply that grows: `update(text)` as deltas arrive (throttled), then `finish(text)`."""
+    """One reply that grows: `update(text)` as deltas arrive (throttled), then `finish(text)`.
+
+    `before_first` runs once, before the first message is sent, and whatever it raises stops the reply
+    there; `after_first` once that message is sent. The request's owner uses them to make sure the answer
+    is still its own to deliver, and to record that part of it reached the user."""
 
     def __init__(self, bot: Bot, chat_id: int, *, reply_to: int | None = None, interval: float = 1.0,
-                 first_after: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 first_after: float = 0.0, clock: Callable[[], float] = time.monotonic,
+                 before_first: Callable[[], Awaitable[None]] = _nothing_first,
+                 after_first: Callable[[], Awaitable[None]] = _nothing_first) -> None:
+        self.before_first, self.after_first = before_first, after_first
+        self._cleared = False
         self.bot = bot
         self.chat_id = chat_id
         self.reply_to = reply_to
@@ -102,6 +114,15 @@ class TextStreamer:
                 self.sent.append(_Sent(message.message_id, part))
 
     async def _send(self, part: str) -> Message:
+        if self._cleared:
+            return await self._send_part(part)
+        await self.before_first()
+        self._cleared = True
+        message = await self._send_part(part)
+        await self.after_first()
+        return message
+
+    async def _send_part(self, part: str) -> Message:
         reply = ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True) \
             if self.reply_to and not self.sent else None
         try:

@@ -83,7 +83,7 @@ def digest_blocks(data: DigestData, t: Translate, settings: Settings) -> list[st
     totals = d.totals
     blocks = [t("admin.digest.title", period=period_text(d.period, t, tz)) + "\n" +
               t("admin.digest.totals", requests=totals.requests, served=totals.served, failed=totals.failed,
-                spend=usd(totals.cost_micros)) + "\n" +
+                canceled=totals.canceled, refused=totals.refused, spend=usd(totals.cost_micros)) + "\n" +
               t("admin.digest.fallback", rate=pct(totals.fallback_rate if totals.served else None))]
     if not d.providers:
         return [*blocks, t("admin.no_data")]

@@ -198,7 +198,8 @@ def stats_blocks(stats: Sequence[ProviderStats], totals: RequestTotals, heading:
     blocks.append(t("admin.stats.total", spend=usd(sum(s.cost_micros for s in stats)),
                     requests=sum(s.attempts for s in stats)) + "\n" +
                   t("admin.stats.fallback", rate=pct(totals.fallback_rate if totals.served else None),
-                    served=totals.served, fallbacks=totals.fallbacks))
+                    served=totals.served, fallbacks=totals.fallbacks) + "\n" +
+                  t("admin.stats.refused", refused=totals.refused))
     return blocks
 
 

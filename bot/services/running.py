@@ -1,65 +1,55 @@
-"""Running requests: one at a time per user, /cancel, and the start-up duties that lose nothing.
+"""The requests this process is working on: one at a time per user, and how /cancel reaches one.
 
-`JobRegistry` is in memory (one bot process; design.md names Redis for several). At start-up,
-`settle_stale` refunds reservations a crash left open without a provider job, and `resume_jobs` polls
-the jobs that have one to their end in background tasks (never creating them again).
+A `Slot` is in memory only; what a request owes or was refunded is in the database (`db.repo.lifecycle`).
+A slot exists from before the reservation is written until the request's work has ended, so a /cancel
+that arrives while the reservation is being written waits for it (`reserved`) instead of missing it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING
-
-from loguru import logger
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from db.repo import accounting
-
-if TYPE_CHECKING:
-    from bot.services.generation import GenerationService
+from dataclasses import dataclass, field
 
 
 @dataclass(eq=False)
-class RunningJob:
+class Slot:
     user_id: int
-    task: asyncio.Task[None] | None = None
     request_id: int | None = None
-    credits: int = 0
-    provider_job: tuple[str, str] | None = None  # (provider, job id) once the provider gave one
-    cancelled: bool = False  # by the user (/cancel), as opposed to a shutdown
+    task: asyncio.Task[None] | None = None
+    reserved: asyncio.Event = field(default_factory=asyncio.Event)  # the reservation is written (or refused)
+    canceled: bool = False  # by the user: the work stops, and the refund is the cancel's, not the work's
+    stop_delivery: bool = False  # /cancel came while the answer was going out: stop it where it is
+
+    def reservation_done(self, request_id: int | None) -> None:
+        self.request_id = request_id
+        self.reserved.set()
+
+    def cancel(self) -> None:
+        """The request was canceled in the database: stop its work."""
+        self.canceled = True
+        if self.task is not None:
+            self.task.cancel()
 
 
-class JobRegistry:
+class Slots:
     def __init__(self) -> None:
-        self._running: dict[int, RunningJob] = {}
+        self._running: dict[int, Slot] = {}
         self.background: set[asyncio.Task[None]] = set()
 
-    def claim(self, user_id: int) -> RunningJob | None:
+    def claim(self, user_id: int) -> Slot | None:
         """The user's slot, or None when a request of theirs is already running."""
         if user_id in self._running:
             return None
-        job = self._running[user_id] = RunningJob(user_id)
-        return job
+        slot = self._running[user_id] = Slot(user_id)
+        return slot
 
-    def release(self, job: RunningJob) -> None:
-        if self._running.get(job.user_id) is job:
-            del self._running[job.user_id]
+    def release(self, slot: Slot) -> None:
+        if self._running.get(slot.user_id) is slot:
+            del self._running[slot.user_id]
 
-    def get(self, user_id: int) -> RunningJob | None:
+    def get(self, user_id: int) -> Slot | None:
         return self._running.get(user_id)
-
-    def cancel(self, user_id: int) -> RunningJob | None:
-        """Cancel the user's running request (once); the request's own task refunds it."""
-        job = self._running.get(user_id)
-        if job is None or job.cancelled:
-            return job
-        job.cancelled = True
-        if job.task is not None:
-            job.task.cancel()
-        return job
 
     def spawn(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a background task until it ends (the loop holds only weak ones)."""
@@ -67,29 +57,10 @@ class JobRegistry:
         task.add_done_callback(self.background.discard)
 
     async def shutdown(self, grace_s: float = 5.0) -> None:
-        """Stop every running request; ones with a provider job stay open, to be resumed next start."""
-        tasks = [job.task for job in self._running.values() if job.task is not None] + list(self.background)
+        """Stop every running request (each one's work decides what the stop means for it)."""
+        tasks = [slot.task for slot in self._running.values() if slot.task is not None] + list(self.background)
         for task in tasks:
             task.cancel()
         if tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), grace_s)
-
-
-async def settle_stale(sessions: async_sessionmaker[AsyncSession], minutes: int) -> int:
-    async with sessions() as session, session.begin():
-        settled = await accounting.settle_stale(session, timedelta(minutes=minutes))
-    if settled:
-        logger.warning("refunded {} request(s) left open by an earlier run", settled)
-    return settled
-
-
-async def resume_jobs(service: GenerationService, sessions: async_sessionmaker[AsyncSession]) -> int:
-    """Start polling every job that was running with a provider job id; returns how many."""
-    async with sessions() as session:
-        items = await accounting.list_resumable(session)
-    for item in items:
-        logger.info("resuming request {}: {} job {} of user {}", item.request_id, item.provider, item.job_id,
-                    item.tg_id)
-        service.jobs.spawn(asyncio.create_task(service.resume(item)))
-    return len(items)

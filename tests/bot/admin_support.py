@@ -7,7 +7,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.handlers import routers
 from bot.middlewares import setup_middlewares
+from bot.services.writes import WriteQueue
 from bot.settings import Settings
 from db.engine import make_engine, make_session_maker, upgrade_database
-from db.repo.accounting import AttemptRecord, ServedRecord, close_failed, close_served, record_attempt, reserve_request
+from db.repo.lifecycle import close_failed, close_served, record_attempts, reserve_request
+from db.repo.records import AttemptRecord, ServedRecord
 from db.repo.users import upsert_user
 from providers.manager import ProviderManager
 from tests.fakes.telegram import FakeTelegram
@@ -31,6 +33,8 @@ ADMIN = 1001
 ADMIN_RU = 1002
 USER = 2001
 TZ = "Europe/Berlin"
+OWNER = "admin-tests"  # the process that writes the logged requests
+FAR = datetime(2100, 1, 1, tzinfo=UTC)  # a lease that never runs out
 
 
 @pytest.fixture(scope="session")
@@ -95,20 +99,19 @@ async def log_requests(sessions: Sessions, start: datetime, requests: Sequence[L
         for n, item in enumerate(requests):
             at = start + timedelta(minutes=n)
             first = item.attempts[0][0]
-            res = await reserve_request(s, tg_id=item.user, update_id=None, label="Label", category=item.category,
-                                        prompt=f"prompt {n}", credits=item.credits, chat_id=item.user,
-                                        route_first_provider=first, now=at)
-            assert res.request_id is not None, res
-            for order, (provider, kind, latency, cost) in enumerate(item.attempts):
-                await record_attempt(s, res.request_id, AttemptRecord(
-                    provider, "model-x", item.category, order, kind, 200 if kind is None else 503, latency, cost,
-                    started_at=at))
+            res = await reserve_request(s, owner=OWNER, lease_until=FAR, tg_id=item.user, update_id=None,
+                                        label="Label", category=item.category, prompt=f"prompt {n}",
+                                        credits=item.credits, chat_id=item.user, route_first_provider=first, now=at)
+            assert res.ok and res.request_id is not None, res
+            await record_attempts(s, res.request_id, [AttemptRecord(
+                provider, "model-x", item.category, order, kind, 200 if kind is None else 503, latency, cost,
+                started_at=at) for order, (provider, kind, latency, cost) in enumerate(item.attempts)])
             provider, _, latency, cost = item.attempts[-1]
             if item.served:
-                await close_served(s, res.request_id, ServedRecord(provider, "model-x", cost, latency,
-                                                                   finished_at=at))
+                await close_served(s, res.request_id, OWNER, ServedRecord(provider, "model-x", cost, latency,
+                                                                          finished_at=at))
             else:
-                await close_failed(s, res.request_id, error_kind="unavailable", now=at)
+                await close_failed(s, res.request_id, OWNER, error_kind="unavailable", now=at)
 
 
 class Feeder:
@@ -133,7 +136,8 @@ class Feeder:
 
 def make_dispatcher(settings: Settings, sessions: Sessions, manager: ProviderManager | None = None) -> Dispatcher:
     """As bot/app.py builds it: workflow data, the middlewares, every router in order."""
-    dp = Dispatcher(settings=settings, sessions=sessions, manager=manager)
+    dp = Dispatcher(settings=settings, sessions=sessions, manager=manager,
+                    db_writes=WriteQueue(sessions, batched=False))
     setup_middlewares(dp, settings)
     dp.include_routers(*routers())
     return dp

@@ -175,7 +175,7 @@ async def test_digest_now_goes_to_the_asking_admin_only(fake: FakeTelegram, feed
     await feed.command(ADMIN, "/digest today")
     [photo] = fake.media(ADMIN, "photo")
     assert photo.file is not None and photo.file.data.startswith(b"\x89PNG")
-    assert "Requests: 4 (3 served, 1 failed)" in _squeezed(fake, ADMIN)
+    assert "Requests: 4 (3 served, 1 failed, 0 cancelled)" in _squeezed(fake, ADMIN)
     assert not fake.messages(support.ADMIN_RU)
 
 

@@ -112,7 +112,7 @@ def test_refusal_text() -> None:
 
 
 def test_work_state_follows_the_route_as_providers_fail() -> None:
-    state = WorkState(1, ["a", "b", "c"])
+    state = WorkState(["a", "b", "c"])
     assert state.provider == "a"
     state.failed(attempt(ErrorKind.RATE_LIMITED, "a"))
     assert state.provider == "b"

@@ -68,7 +68,8 @@ async def test_digest_has_yesterdays_figures_and_a_chart(fake: FakeTelegram, bot
     assert photos[0].file.data.startswith(PNG_MAGIC)
     text = _everything(fake, ADMIN)
     assert "Daily digest" in text
-    assert "Requests: 5 (4 served, 1 failed). Spend: $0.0750." in text
+    assert "Requests: 5 (4 served, 1 failed, 0 cancelled). Spend: $0.0750." in text
+    assert "Refused before any charge (credits, budget, busy): 0." in text
     assert "Fallback rate: 25%." in text
     for line in ("alpha 3 67% $0.0300", "beta 1 100% $0.0050", "gamma 2 50% $0.0400"):
         assert line in " ".join(text.split()), line

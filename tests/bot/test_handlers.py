@@ -58,7 +58,9 @@ async def test_out_of_credits_is_told_with_the_balance_and_nothing_called(tmp_pa
         assert len(chat_calls(h.first)) == 1
         last = h.tg.last_text(USER) or ""
         assert "Not enough credits" in last and "you have 0" in last
-        assert h.credits(USER) == 0 and len(h.requests(USER)) == 1
+        served, refused = h.requests(USER)
+        assert h.credits(USER) == 0 and served["status"] == "served"
+        assert (refused["status"], refused["error_kind"], refused["credits_charged"]) == ("refused", "insufficient", 0)
 
 
 async def test_a_redelivered_update_is_served_and_charged_once_even_after_a_restart(h: CoreHarness) -> None:
@@ -68,7 +70,8 @@ async def test_a_redelivered_update_is_served_and_charged_once_even_after_a_rest
     await h.feed(update_id)
     assert len(chat_calls(h.first)) == 1
     assert [m.plain for m in h.tg.messages(USER)].count(FIRST_REPLY) == 1
-    assert h.credits(USER) == 9 and len(h.requests(USER)) == 1
+    [request] = h.requests(USER)
+    assert h.credits(USER) == 9 and request["status"] == "served"
 
 
 async def test_a_second_request_while_one_runs_is_told_to_wait_and_not_charged(h: CoreHarness) -> None:
@@ -79,7 +82,9 @@ async def test_a_second_request_while_one_runs_is_told_to_wait_and_not_charged(h
     assert "still running" in (h.tg.last_text(USER) or "")
     await first
     assert len(chat_calls(h.first)) == 1
-    assert h.credits(USER) == 9 and len(h.requests(USER)) == 1
+    served, busy = h.requests(USER)
+    assert h.credits(USER) == 9 and served["status"] == "served"
+    assert (busy["status"], busy["error_kind"], busy["credits_charged"]) == ("refused", "busy", 0)
 
 
 async def test_cancel_stops_the_running_request_and_refunds_it(h: CoreHarness) -> None:
@@ -189,14 +194,16 @@ async def test_start_balance_and_russian(h: CoreHarness) -> None:
     assert "Что я умею" in (h.tg.last_text(3003) or "")
 
 
-async def test_a_stream_that_breaks_off_keeps_the_text_shown_and_refunds(h: CoreHarness) -> None:
+async def test_a_stream_that_breaks_off_keeps_the_text_shown_and_its_charge(h: CoreHarness) -> None:
     h.first.stream_error_after = 2
     await h.say(USER, "tell me a story")
     texts = h.tg.texts(USER)
     assert "Hello from" in texts and "cut off" in texts[-1]
     assert chat_calls(h.second) == []  # no fallback once text was shown
     [request] = h.requests(USER)
-    assert request["status"] == "failed" and h.credits(USER) == 10
+    # part of the answer was delivered, so the charge stands, and the user is told so
+    assert request["status"] == "failed" and request["credits_refunded"] == 0 and h.credits(USER) == 9
+    assert "stay charged" in texts[-1] and request["delivered_at"] is not None
 
 
 async def test_an_unexpected_failure_is_a_short_message_with_a_reference_and_a_refund(h: CoreHarness) -> None:
@@ -206,7 +213,7 @@ async def test_an_unexpected_failure_is_a_short_message_with_a_reference_and_a_r
     [request] = h.requests(USER)
     last = h.tg.last_text(USER) or ""
     assert f"ref. {request['id']}" in last and "refunded" in last and "Traceback" not in last
-    assert request["status"] == "failed" and request["error_kind"] == "internal"
+    assert request["status"] == "failed" and request["error_kind"] == "telegram"
     assert h.credits(USER) == 10
 
 

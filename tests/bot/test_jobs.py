@@ -1,9 +1,10 @@
 """Nothing lost: a job running at shutdown is resumed (polled, not re-created) at the next start and
-delivered; a failed resumed job is refunded and the user told; stale reservations are settled."""
+delivered; a failed resumed job is refunded and the user told; orphans are finished at start-up."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from db.periods import utcnow
-from db.repo.accounting import reserve_request
+from db.repo.lifecycle import reserve_request
 from db.repo.users import grant_credits
 from tests.bot.core_harness import CoreHarness, eventually
 from tests.fakes.replicate import FILE_BYTES
@@ -68,15 +69,26 @@ async def test_a_resumed_job_that_failed_is_refunded_and_the_user_told(h: CoreHa
     assert h.credits(USER) == 40 and h.tg.media(USER) == []
 
 
-async def test_stale_reservations_without_a_job_are_refunded_at_start(h: CoreHarness) -> None:
+async def test_orphans_are_finished_at_start_and_live_leases_left_alone(h: CoreHarness) -> None:
+    """An expired lease and an earlier start of this very process are orphans now; a lease another host
+    still holds is not touched."""
     assert h.app is not None
+    now = utcnow()
     async with h.app.sessions() as session, session.begin():
-        old = await reserve_request(session, tg_id=USER, update_id=None, label="Fast chat", category="text",
-                                    prompt="lost in a crash", credits=1, now=utcnow() - timedelta(hours=2))
-        fresh = await reserve_request(session, tg_id=USER, update_id=None, label="Fast chat", category="text",
-                                      prompt="still being served", credits=1)
-    assert old.ok and fresh.ok and h.credits(USER) == 38
+        async def reserve(owner: str, lease_s: float, prompt: str) -> int:
+            done = await reserve_request(session, owner=owner, lease_until=now + timedelta(seconds=lease_s),
+                                         tg_id=USER, update_id=None, label="Fast chat", category="text",
+                                         prompt=prompt, credits=1)
+            assert done.ok and done.request_id is not None
+            return done.request_id
+
+        expired = await reserve("elsewhere:1:aaaa", -1, "its host went away")
+        earlier_start = await reserve(f"{h.app.life.leases.owner.split(':')[0]}:{os.getpid()}:0000", 600,
+                                      "an earlier start of this process")
+        alive = await reserve("elsewhere:2:bbbb", 600, "still being served on another host")
+    assert h.credits(USER) == 37
     await h.boot()
     statuses = {r["id"]: r["status"] for r in h.requests(USER)}
-    assert statuses[old.request_id] == "failed" and statuses[fresh.request_id] == "pending"
+    assert statuses == {expired: "failed", earlier_start: "failed", alive: "running"}
     assert h.credits(USER) == 39
+    await h.tg.wait_for(lambda: "could not be finished" in (h.tg.last_text(USER) or ""), timeout=5)

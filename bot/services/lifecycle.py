@@ -1,0 +1,370 @@
+"""The life of one request, owned here from its reservation to its one terminal state.
+
+    serve   claim the user's slot (busy: a refusal row, and "wait")
+            -> reserve: charge, and open the request as running under this process's lease, in one
+               transaction with the chat history it needs (refused: a row, and the reason said;
+               a duplicate update: silence)
+            -> the work runs as the slot's task (what /cancel stops); its hooks log failed attempts and
+               provider job ids as they happen
+            -> before the first part of the answer goes out the work asks the gate (mark_delivering,
+               refused once the request was canceled), and says when it reached the user (mark_delivered)
+            -> one terminal transition: served (charge kept), or failed/canceled, refunded if and only if
+               nothing was delivered; then the user is told what really happened
+    cancel  the database decides (cancel_open): refunded; already going out (stopped where it is); or
+            nothing was running. A cancel that comes while the reservation is written waits for it.
+
+A database write that fails (locked, disk full, connection lost) is retried with backoff. A terminal
+transition that still fails is logged at ERROR and kept, with what this process knows (was the answer
+delivered?), for the sweeper (`bot.services.sweeper`) to finish; its lease stays renewed meanwhile.
+Orphans of other processes, and resumed provider jobs, are the sweeper's too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from loguru import logger
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.i18n import Translate
+from bot.services.answers import AnswerFailed, Answers, Ask, Delivered, Work, WorkState
+from bot.services.delivery import MediaFetchError
+from bot.services.failures import category_name, credits_text, failure_text, refusal_text
+from bot.services.leases import Leases
+from bot.services.running import Slot, Slots
+from bot.services.writes import WriteQueue
+from bot.settings import Settings
+from db.repo import history, lifecycle
+from db.repo.records import AttemptRecord, Budget, Closed, Reservation, ServedRecord
+from providers import (
+    AllProvidersFailed,
+    Attempt,
+    CallHooks,
+    Category,
+    ChatMessage,
+    GenerationRequest,
+    LabelConfig,
+    ProviderError,
+    ProviderManager,
+    Result,
+)
+
+T = TypeVar("T")
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+CANCEL_WAIT_S = 10.0  # how long /cancel waits for a reservation being written
+MakeWork = Callable[[Ask, str, GenerationRequest], Work]
+CancelResult = Literal["refunded", "delivering", "too_late", "pending", "nothing"]
+
+
+class WriteFailed(Exception):
+    """A database write kept failing."""
+
+
+class Revoked(Exception):
+    """The request is no longer this process's to deliver: canceled, or taken over."""
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure of the database, not of the statement: worth trying again."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc, (OperationalError, InterfaceError))
+    return isinstance(exc, (OSError, TimeoutError))
+
+
+def attempt_record(attempt: Attempt) -> AttemptRecord:
+    return AttemptRecord(
+        provider=attempt.provider, model=attempt.model, category=str(attempt.category), order=attempt.order,
+        kind=None if attempt.kind is None else str(attempt.kind), http_status=attempt.status,
+        latency_ms=attempt.latency_ms, cost_micros=attempt.cost_micros, job_id=attempt.job_id,
+        message=attempt.message, started_at=attempt.started_at)
+
+
+def served_record(result: Result) -> ServedRecord:
+    return ServedRecord(provider=result.provider, model=result.model, cost_micros=result.cost_micros,
+                        latency_ms=result.latency_ms, usage=result.usage.as_dict(), job_id=result.job_id)
+
+
+def with_outcome(text: str, closed: Closed, t: Translate) -> str:
+    """A failure message, and what it meant for the user's credits."""
+    if closed.refunded:
+        return f"{text}\n{t('outcome.refunded', credits=credits_text(closed.refunded, t))}"
+    if closed.charged:
+        return f"{text}\n{t('outcome.kept', credits=credits_text(closed.charged, t))}"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReply:
+    result: CancelResult
+    refunded: int = 0
+
+
+@dataclass
+class Run:
+    """One request this process works on."""
+
+    request_id: int
+    ask: Ask
+    slot: Slot
+    category: Category
+    state: WorkState
+    job: tuple[str, str] | None = None  # (provider, job id) once the provider gave one
+    delivered: bool = False  # part of the answer reached the user (known here even if not written down)
+    successes: list[AttemptRecord] = dataclasses.field(default_factory=list)  # kept by the close
+
+
+class _Gate:
+    def __init__(self, life: RequestLife, run: Run) -> None:
+        self.life, self.run = life, run
+
+    async def delivering(self) -> None:
+        owner, rid = self.life.leases.owner, self.run.request_id
+        if not await self.life.write(lambda s: lifecycle.mark_delivering(s, rid, owner), rid):
+            raise Revoked(rid)
+
+    async def delivered(self) -> None:
+        self.run.delivered = True  # the close says so too if this write fails
+        owner, rid = self.life.leases.owner, self.run.request_id
+        try:
+            await self.life.write(lambda s: lifecycle.mark_delivered(s, rid, owner), rid)
+        except WriteFailed:
+            pass
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.run.slot.stop_delivery
+
+
+class RequestLife:
+    def __init__(self, settings: Settings, writes: WriteQueue, manager: ProviderManager, bot: Bot,
+                 answers: Answers, slots: Slots, leases: Leases) -> None:
+        self.settings, self.writes, self.manager, self.bot, self.answers = settings, writes, manager, bot, answers
+        self.slots, self.leases = slots, leases
+        self.retry_delays = RETRY_DELAYS
+        self.budget = Budget(settings.daily_credit_limit, settings.monthly_credit_limit, settings.timezone)
+        self.unfinished: dict[int, Callable[[], Awaitable[None]]] = {}  # closes the sweeper tries again
+
+    async def write(self, work: Callable[[AsyncSession], Awaitable[T]], request_id: int | None = None) -> T:
+        """One committed transaction, tried again with backoff while the database fails."""
+        for tries, delay in enumerate((*self.retry_delays, None), start=1):
+            try:
+                return await self.writes.run(work)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                log = logger.bind(request_id=request_id)
+                if delay is None:
+                    log.opt(exception=exc).error("request {}: a database write failed {} times ({})",
+                                                 request_id, tries, type(exc).__name__)
+                    raise WriteFailed(request_id) from exc
+                log.warning("request {}: database write failed ({}); retrying in {:g} s", request_id,
+                            type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # --- serve ---------------------------------------------------------------------------------
+    async def serve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, make_work: MakeWork,
+                    history_chars: int | None = None) -> None:
+        slot = self.slots.claim(ask.user_id)
+        if slot is None:
+            await self._refuse_busy(ask, label, request)
+            return
+        try:
+            route = self.manager.route_for(request.category, label)
+            try:
+                reservation, past = await self._reserve(ask, label, request, route, history_chars)
+            finally:
+                slot.reservation_done(None)  # whatever happened, a waiting /cancel may look now
+            if reservation.status == "duplicate":
+                logger.info("update {} was served before (request {})", ask.update_id, reservation.request_id)
+                return
+            if not reservation.ok or reservation.request_id is None:
+                if text := refusal_text(reservation, label.credits, ask.t, self.settings.timezone):
+                    await ask.say(text)
+                return
+            slot.request_id = reservation.request_id
+            if past:
+                request = dataclasses.replace(request, messages=(*past, *request.messages))
+            run = Run(reservation.request_id, ask, slot, request.category, WorkState(route))
+            await self.supervise(run, make_work(ask, label.name, request))
+        except WriteFailed:
+            await ask.say(ask.t("errors.not_started"))
+        finally:
+            self.slots.release(slot)
+
+    async def _reserve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, route: list[str],
+                       history_chars: int | None) -> tuple[Reservation, list[ChatMessage]]:
+        owner, until = self.leases.owner, self.leases.until()
+
+        async def reserve(session: AsyncSession) -> tuple[Reservation, list[ChatMessage]]:
+            done = await lifecycle.reserve_request(
+                session, owner=owner, lease_until=until, tg_id=ask.user_id, update_id=ask.update_id,
+                chat_id=ask.chat_id, label=label.name, category=str(request.category), prompt=request.prompt,
+                credits=label.credits, budget=self.budget, route_first_provider=route[0] if route else None)
+            if not done.ok or history_chars is None:
+                return done, []
+            past = await history.load_history(session, ask.user_id, history_chars, prune=True)
+            return done, [ChatMessage(role, content) for role, content in past]
+
+        reservation, past = await self.write(reserve)
+        if reservation.ok and reservation.request_id is not None:
+            self.leases.hold(reservation.request_id)
+        return reservation, past
+
+    async def _refuse_busy(self, ask: Ask, label: LabelConfig, request: GenerationRequest) -> None:
+        try:
+            await self.write(lambda s: lifecycle.refuse(
+                s, tg_id=ask.user_id, update_id=ask.update_id, chat_id=ask.chat_id, label=label.name,
+                category=str(request.category), prompt=request.prompt, reason="busy"))
+        except WriteFailed:
+            pass  # a refusal that could not be logged is still a refusal
+        await ask.say(ask.t("errors.wait"))
+
+    async def supervise(self, run: Run, work: Work, failed_key: str | None = None) -> None:
+        """Run the work as the slot's task (what /cancel stops) and wait for it to end."""
+        if run.slot.canceled:  # /cancel gave up waiting for the reservation: it is ours to cancel
+            closed = await self.close_failed(run, "canceled", "canceled by the user", canceled=True)
+            if closed is not None:
+                await run.ask.say(run.ask.t("cancel.done", credits=credits_text(closed.refunded, run.ask.t)))
+            return
+        task = run.slot.task = asyncio.create_task(self._run(run, work, failed_key))
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:  # the bot is shutting down: stop the work too
+            task.cancel()
+            raise
+
+    async def _run(self, run: Run, work: Work, failed_key: str | None) -> None:
+        log = logger.bind(request_id=run.request_id, user_id=run.ask.user_id)
+        t, category = run.ask.t, str(run.category)
+        try:
+            delivered = await work(self._hooks(run), _Gate(self, run), run.state)
+        except asyncio.CancelledError:
+            await self._stopped(run)
+            if not run.slot.canceled:
+                raise
+        except Revoked:  # canceled (the cancel answered the user), or taken over by another owner
+            self.leases.drop(run.request_id)
+        except AnswerFailed as exc:
+            await self.fail(run, exc.kind, exc.key, t(failed_key or exc.key, category=category_name(category, t)),
+                            canceled=exc.canceled)
+        except (AllProvidersFailed, ProviderError) as exc:
+            log.info("request {} failed: {}", run.request_id, exc)
+            text = t(failed_key, category=category_name(category, t)) if failed_key \
+                else failure_text(exc, category, t, self.settings.tz)
+            await self.fail(run, str(exc.kind), str(exc), text)
+        except MediaFetchError as exc:
+            log.warning("request {}: media could not be fetched: {}", run.request_id, exc)
+            await self.fail(run, "media_fetch", str(exc), t("errors.media_failed"))
+        except TelegramAPIError as exc:  # the answer could not be delivered (blocked the bot, chat gone)
+            log.info("request {}: Telegram refused the answer: {}", run.request_id, exc)
+            await self.fail(run, "telegram", str(exc), t("errors.internal", ref=run.request_id))
+        except Exception as exc:  # WriteFailed included: the request fails, and the close may wait for the db
+            log.opt(exception=exc).error("request {} crashed: {}", run.request_id, type(exc).__name__)
+            await self.fail(run, "internal", type(exc).__name__, t("errors.internal", ref=run.request_id))
+        else:
+            await self.served(run, delivered)
+
+    def _hooks(self, run: Run) -> CallHooks:
+        rid, owner = run.request_id, self.leases.owner
+
+        async def on_attempt(attempt: Attempt) -> None:
+            if attempt.kind is None:  # a success is kept by the close, in the same transaction
+                run.successes.append(attempt_record(attempt))
+                return
+            run.state.failed(attempt)
+            await self.write(lambda s: lifecycle.record_attempts(s, rid, [attempt_record(attempt)]), rid)
+
+        async def on_job_id(provider: str, model: str, job_id: str) -> None:
+            run.job, run.state.provider = (provider, job_id), provider
+            await self.write(lambda s: lifecycle.set_job(s, rid, owner, provider, model, job_id), rid)
+
+        return CallHooks(on_attempt=on_attempt, on_job_id=on_job_id)
+
+    # --- terminal transitions ------------------------------------------------------------------
+    async def served(self, run: Run, delivered: Delivered) -> None:
+        rid, owner, attempts = run.request_id, self.leases.owner, list(run.successes)
+
+        async def close(session: AsyncSession) -> bool:
+            closed = await lifecycle.close_served(session, rid, owner, served_record(delivered.result), attempts)
+            if closed and delivered.exchange is not None:
+                await history.append_exchange(session, *delivered.exchange)
+            return closed
+
+        try:
+            await self.write(close, rid)
+        except WriteFailed:
+            self.unfinished[rid] = lambda: self.served(run, delivered)
+            return
+        self.leases.drop(rid)
+
+    async def close_failed(self, run: Run, kind: str, message: str, *, canceled: bool = False) -> Closed | None:
+        """The owner's failure transition; None when the request is no longer its own (raises WriteFailed
+        when the database keeps failing)."""
+        rid, owner, attempts = run.request_id, self.leases.owner, list(run.successes)
+        closed = await self.write(lambda s: lifecycle.close_failed(
+            s, rid, owner, error_kind=kind, message=message[:500], canceled=canceled, attempts=attempts,
+            delivered=run.delivered), rid)
+        self.leases.drop(rid)
+        return closed
+
+    async def fail(self, run: Run, kind: str, message: str, text: str, *, canceled: bool = False) -> None:
+        """Close as failed and tell the user what it meant for their credits."""
+        try:
+            closed = await self.close_failed(run, kind, message, canceled=canceled)
+        except WriteFailed:
+            self.unfinished[run.request_id] = lambda: self.fail(run, kind, message, text, canceled=canceled)
+            return
+        if closed is not None:
+            await run.ask.say(with_outcome(text, closed, run.ask.t))
+
+    async def _stopped(self, run: Run) -> None:
+        """Cancelled by the user: the cancel already refunded; ask the provider to stop. By a shutdown: a
+        request with a provider job stays open, to be resumed; any other is closed and the user told."""
+        if run.slot.canceled:
+            self.leases.drop(run.request_id)
+            if run.job is not None:
+                await self.manager.cancel(*run.job)
+            return
+        if run.job is not None:
+            self.leases.drop(run.request_id)  # the next start takes it over and polls the job
+            return
+        try:
+            closed = await self.close_failed(run, "interrupted", "the bot stopped during the request")
+        except WriteFailed:
+            return  # the next start finishes it
+        if closed is not None:
+            text = with_outcome(run.ask.t("errors.interrupted"), closed, run.ask.t)
+            try:  # the bot is going down: a best-effort word
+                await asyncio.wait_for(run.ask.say(text), 3.0)
+            except TimeoutError:
+                pass
+
+    # --- cancel --------------------------------------------------------------------------------
+    async def cancel(self, user_id: int) -> CancelReply:
+        """The user's /cancel, answered with what really happened."""
+        slot = self.slots.get(user_id)
+        if slot is not None and not slot.reserved.is_set():
+            try:
+                await asyncio.wait_for(slot.reserved.wait(), CANCEL_WAIT_S)
+            except TimeoutError:
+                slot.canceled = True  # the reservation is still being written: its owner cancels it
+                return CancelReply("pending")
+        outcome = await self.write(lambda s: lifecycle.cancel_open(s, user_id))
+        if slot is not None and slot.request_id is not None:
+            if any(c.request_id == slot.request_id for c in outcome.canceled):
+                slot.cancel()
+            elif slot.request_id in outcome.delivering:
+                slot.stop_delivery = True
+        if outcome.canceled:
+            return CancelReply("refunded", outcome.refunded)
+        if outcome.delivering:
+            return CancelReply("delivering")
+        return CancelReply("too_late" if slot is not None and slot.request_id is not None else "nothing")
