@@ -5,6 +5,7 @@ A fake records every call, and plays scripted scenarios before falling back to i
     fake.fail_next(429, {"error": {...}}, headers={"retry-after": "2"})   # the next call fails like this
     fake.latency_s = 0.2        # every answer waits first
     fake.hang = True            # never answers (the client's timeout must fire)
+    fake.on_call = hook         # `await hook(call)` before answering each call (fault injection)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +47,7 @@ class FakeServer:
         self.script: deque[Scripted] = deque()
         self.latency_s = 0.0
         self.hang = False
+        self.on_call: Callable[[Call], Awaitable[None]] | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -105,6 +108,8 @@ class FakeServer:
     async def pre(self, request: web.Request) -> tuple[Call, web.StreamResponse | None]:
         """Record the call, apply latency/hang, and answer from the script when one matches."""
         call = await self.record(request)
+        if self.on_call is not None:
+            await self.on_call(call)
         if self.hang:
             await asyncio.sleep(3600)
         if self.latency_s:
