@@ -17,16 +17,6 @@ def dialect_name(db: Db) -> str:
     return db.dialect.name if isinstance(db, AsyncConnection) else db.get_bind().dialect.name
 
 
-def insert_for(session: Db, table: Any) -> Any:
-    """`insert` of the current dialect, which knows `on_conflict_do_nothing/update` (both speak it)."""
-    name = dialect_name(session)
-    if name == "sqlite":
-        return sqlite.insert(table)
-    if name == "postgresql":
-        return postgresql.insert(table)
-    raise NotImplementedError(f"no upsert for the {name} dialect")
-
-
 def epoch_seconds_sql(session: Db, column: Any) -> ColumnElement[int]:
     """Seconds since 1970 of a naive-UTC timestamp column, as an integer."""
     if dialect_name(session) == "sqlite":

@@ -66,16 +66,6 @@ def _local_midnight(day: date, zone: tzinfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
-def local_day_start(moment: datetime, tz: str | tzinfo) -> datetime:
-    zone = as_zone(tz)
-    return _local_midnight(as_utc(moment).astimezone(zone).date(), zone)
-
-
-def local_month_start(moment: datetime, tz: str | tzinfo) -> datetime:
-    zone = as_zone(tz)
-    return _local_midnight(as_utc(moment).astimezone(zone).date().replace(day=1), zone)
-
-
 def period_named(name: str, tz: str | tzinfo = "UTC", now: datetime | None = None) -> Period:
     """today | yesterday | 7d | 30d (the last N local days including today) | month (this local month)."""
     zone = as_zone(tz)
