@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     # tuning knobs
     stream_edit_interval: float = Field(1.0, ge=0)  # seconds between edits of a streamed reply (0: every delta)
     history_max_chars: int = Field(12_000, ge=0)  # conversation sent to the model, newest kept
+    parallel_requests: int = Field(64, ge=1)  # requests worked on at once; more wait their turn, first come first
     request_lease_seconds: float = Field(30.0, ge=1)  # an open request not renewed for this long is an orphan
     sweep_interval_seconds: float = Field(60.0, ge=1)  # how often orphans are finished (resumed or refunded)
     progress_interval: float = Field(5.0, gt=0)  # seconds between edits of a long job's progress message

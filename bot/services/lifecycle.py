@@ -22,6 +22,7 @@ Orphans of other processes, and resumed provider jobs, are the sweeper's too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -60,7 +61,8 @@ T = TypeVar("T")
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
 CANCEL_WAIT_S = 10.0  # how long /cancel waits for a reservation being written
 MakeWork = Callable[[Ask, str, GenerationRequest], Work]
-CancelResult = Literal["refunded", "delivering", "too_late", "pending", "nothing"]
+CancelResult = Literal["refunded", "delivering", "too_late", "pending", "nothing", "not_started"]
+UNLIMITED = frozenset({Category.VIDEO})  # long jobs that mostly wait on the provider: no turn to wait for
 
 
 class WriteFailed(Exception):
@@ -150,6 +152,9 @@ class RequestLife:
         self.retry_delays = RETRY_DELAYS
         self.budget = Budget(settings.daily_credit_limit, settings.monthly_credit_limit, settings.timezone)
         self.unfinished: dict[int, Callable[[], Awaitable[None]]] = {}  # closes the sweeper tries again
+        # Turns, first come first served: under a burst every request would otherwise move through each
+        # step together with all the others, and every answer would go out at the end of the burst
+        self.turns = asyncio.Semaphore(settings.parallel_requests)
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]], request_id: int | None = None) -> T:
         """One committed transaction, tried again with backoff while the database fails."""
@@ -177,6 +182,18 @@ class RequestLife:
             await self._refuse_busy(ask, label, request)
             return
         try:
+            async with contextlib.nullcontext() if request.category in UNLIMITED else self.turns:
+                await self._serve(ask, slot, label, request, make_work, history_chars)
+        finally:
+            self.slots.release(slot)
+
+    async def _serve(self, ask: Ask, slot: Slot, label: LabelConfig, request: GenerationRequest, make_work: MakeWork,
+                     history_chars: int | None) -> None:
+        slot.admitted = True
+        if slot.canceled:  # /cancel came while it waited its turn: nothing was charged
+            slot.reservation_done(None)
+            return
+        try:
             route = self.manager.route_for(request.category, label)
             try:
                 reservation, past = await self._reserve(ask, label, request, route, history_chars)
@@ -196,8 +213,6 @@ class RequestLife:
             await self.supervise(run, make_work(ask, label.name, request))
         except WriteFailed:
             await ask.say(ask.t("errors.not_started"))
-        finally:
-            self.slots.release(slot)
 
     async def _reserve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, route: list[str],
                        history_chars: int | None) -> tuple[Reservation, list[ChatMessage]]:
@@ -351,6 +366,9 @@ class RequestLife:
     async def cancel(self, user_id: int) -> CancelReply:
         """The user's /cancel, answered with what really happened."""
         slot = self.slots.get(user_id)
+        if slot is not None and not slot.admitted:
+            slot.canceled = True  # still waiting its turn: it will not start
+            return CancelReply("not_started")
         if slot is not None and not slot.reserved.is_set():
             try:
                 await asyncio.wait_for(slot.reserved.wait(), CANCEL_WAIT_S)

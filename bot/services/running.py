@@ -18,6 +18,7 @@ class Slot:
     request_id: int | None = None
     task: asyncio.Task[None] | None = None
     reserved: asyncio.Event = field(default_factory=asyncio.Event)  # the reservation is written (or refused)
+    admitted: bool = False  # its turn came (see PARALLEL_REQUESTS): the reservation is being written
     canceled: bool = False  # by the user: the work stops, and the refund is the cancel's, not the work's
     stop_delivery: bool = False  # /cancel came while the answer was going out: stop it where it is
 

@@ -102,6 +102,23 @@ async def test_cancel_stops_the_running_request_and_refunds_it(h: CoreHarness) -
     assert "Nothing is running" in (h.tg.last_text(USER) or "")
 
 
+async def test_requests_beyond_parallel_requests_wait_their_turn_and_can_be_cancelled_before_it(
+        tmp_path: Path) -> None:
+    async with CoreHarness.start(tmp_path, parallel_requests=1) as h:
+        h.first.hang = True
+        first = h.say_later(USER, "holds the only turn")
+        await eventually(lambda: chat_calls(h.first))
+        second = h.say_later(USER + 1, "waits for a turn")
+        await asyncio.sleep(0.2)
+        assert len(chat_calls(h.first)) == 1 and h.requests(USER + 1) == []  # not reserved, not charged
+        await h.say(USER + 1, "/cancel")
+        assert "before it started" in (h.tg.last_text(USER + 1) or "")
+        await h.say(USER, "/cancel")  # frees the turn: the cancelled one must not start
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        assert h.requests(USER + 1) == [] and h.credits(USER + 1) == 10
+        assert len(chat_calls(h.first)) == 1
+
+
 async def test_cancel_of_a_video_job_refunds_and_cancels_it_at_the_provider(h: CoreHarness) -> None:
     await h.say(USER, "/start")  # the user exists with 10 credits; video costs 20: grant some
     assert h.app is not None
