@@ -1,32 +1,22 @@
-"""Shared by the admin-side tests: a migrated SQLite copy, the fake Bot API with a real Bot, settings,
-and a request log with known figures written through the db repositories."""
+"""Shared by the admin-side tests: the app built as `python -m bot` builds it (CoreHarness), with two
+admins and a timezone, and a request log with known figures written through the db repositories."""
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.handlers import routers
-from bot.middlewares import setup_middlewares
-from bot.services.writes import WriteQueue
-from bot.settings import Settings
-from db.engine import make_engine, make_session_maker, upgrade_database
 from db.repo.lifecycle import close_failed, close_served, record_attempts, reserve_request
 from db.repo.records import AttemptRecord, ServedRecord
 from db.repo.users import upsert_user
-from providers.manager import ProviderManager
-from tests.fakes.telegram import FakeTelegram
+from tests.bot.core_harness import CoreHarness
 
 Sessions = async_sessionmaker[AsyncSession]
 ADMIN = 1001
@@ -35,44 +25,19 @@ USER = 2001
 TZ = "Europe/Berlin"
 OWNER = "admin-tests"  # the process that writes the logged requests
 FAR = datetime(2100, 1, 1, tzinfo=UTC)  # a lease that never runs out
+# Throttling is not under test here: some tests send dozens of commands in a row
+ADMIN_SETTINGS: dict[str, Any] = {"admin_ids": f"{ADMIN},{ADMIN_RU}", "timezone": TZ, "throttle_rate": 1000}
 
 
-@pytest.fixture(scope="session")
-def admin_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Migrated once per run by Alembic (not create_all); each test gets a copy."""
-    path = tmp_path_factory.mktemp("admin-template") / "template.db"
-    upgrade_database(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-async def sessions(admin_db_template: Path, tmp_path: Path) -> AsyncIterator[Sessions]:
-    path = tmp_path / "bot.db"
-    shutil.copyfile(admin_db_template, path)
-    engine = make_engine(f"sqlite+aiosqlite:///{path}")
-    yield make_session_maker(engine)
-    await engine.dispose()
+def admin_harness(tmp: Path, **overrides: Any) -> AbstractAsyncContextManager[CoreHarness]:
+    """The real app with ADMIN and ADMIN_RU as its admins, in TZ, unless `overrides` say otherwise."""
+    return CoreHarness.start(tmp, **{**ADMIN_SETTINGS, **overrides})
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server  # type: ignore[misc]
-
-
-@pytest.fixture
-async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
-    bot = Bot(fake.token, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url), timeout=5))
-    yield bot
-    await bot.session.close()
-
-
-def make_settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {"bot_token": "123456789:AAFakeTokenForTests_abcdefghijklmno",
-                                 "admin_ids": f"{ADMIN},{ADMIN_RU}", "timezone": TZ, "free_credits": 10,
-                                 "throttle_rate": 1000}
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+async def h(tmp_path: Path) -> AsyncIterator[CoreHarness]:
+    async with admin_harness(tmp_path) as harness:
+        yield harness
 
 
 @dataclass(frozen=True)
@@ -112,32 +77,3 @@ async def log_requests(sessions: Sessions, start: datetime, requests: Sequence[L
                                                                           finished_at=at))
             else:
                 await close_failed(s, res.request_id, OWNER, error_kind="unavailable", now=at)
-
-
-class Feeder:
-    """Feeds updates as Telegram would send them to a Dispatcher with the real middlewares and routers."""
-
-    def __init__(self, dp: Dispatcher, bot: Bot) -> None:
-        self.dp, self.bot = dp, bot
-        self.next_id = 1
-
-    async def command(self, user_id: int, text: str, *, chat_id: int | None = None, chat_type: str = "private",
-                      language: str = "en") -> None:
-        self.next_id += 1
-        sender = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}", "language_code": language}
-        chat = ({"id": user_id, "type": "private", "first_name": sender["first_name"]} if chat_type == "private"
-                else {"id": chat_id or -100500, "type": chat_type, "title": "A group"})
-        word = text.split()[0]
-        message = {"message_id": self.next_id, "date": int(time.time()), "chat": chat, "from": sender, "text": text,
-                   "entities": [{"type": "bot_command", "offset": 0, "length": len(word)}]}
-        update = Update.model_validate({"update_id": self.next_id, "message": message}, context={"bot": self.bot})
-        await self.dp.feed_update(self.bot, update)
-
-
-def make_dispatcher(settings: Settings, sessions: Sessions, manager: ProviderManager | None = None) -> Dispatcher:
-    """As bot/app.py builds it: workflow data, the middlewares, every router in order."""
-    dp = Dispatcher(settings=settings, sessions=sessions, manager=manager,
-                    db_writes=WriteQueue(sessions, batched=False))
-    setup_middlewares(dp, settings)
-    dp.include_routers(*routers())
-    return dp

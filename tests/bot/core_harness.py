@@ -11,8 +11,11 @@ fakes; the database is a temporary SQLite file migrated by Alembic.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,21 @@ credits = 3
 """)
 
 
+_template: Path | None = None
+
+
+def migrate(db_path: Path) -> None:
+    """Alembic migrates one template per test run and every harness starts from a copy of it: running
+    the migrations for each of the many harnesses would cost a sixth of a second each."""
+    global _template
+    if _template is None:
+        folder = Path(tempfile.mkdtemp(prefix="core-harness-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        upgrade_database(f"sqlite+aiosqlite:///{folder / 'template.db'}")
+        _template = folder / "template.db"
+    shutil.copyfile(_template, db_path)
+
+
 async def eventually(probe: Callable[[], object], within_s: float = 5.0) -> None:
     """Poll something that cannot notify us (a provider fake, the database file) until it is truthy."""
     loop = asyncio.get_running_loop()
@@ -62,8 +80,9 @@ async def eventually(probe: Callable[[], object], within_s: float = 5.0) -> None
 
 
 class CoreHarness:
-    def __init__(self, tmp: Path, fakes: Fakes, settings: Settings) -> None:
+    def __init__(self, tmp: Path, fakes: Fakes, settings: Settings, missing_keys: Collection[str] = ()) -> None:
         self.tmp, self.fakes = tmp, fakes
+        self.missing_keys = frozenset(missing_keys)  # provider API keys left out of the environment
         self.tg, self.replicate = fakes.telegram, fakes.replicate
         self.first, self.second = fakes.primary, fakes.secondary
         self.settings = settings
@@ -72,7 +91,8 @@ class CoreHarness:
 
     @classmethod
     @asynccontextmanager
-    async def start(cls, tmp: Path, **settings: Any) -> AsyncIterator[CoreHarness]:
+    async def start(cls, tmp: Path, *, missing_keys: Collection[str] = (), **settings: Any
+                    ) -> AsyncIterator[CoreHarness]:
         fakes = await Fakes.start(text_fake("openai", FIRST_KEY, FIRST_REPLY),
                                   text_fake("openai", SECOND_KEY, SECOND_REPLY))
         tg = fakes.telegram
@@ -80,9 +100,9 @@ class CoreHarness:
             "bot_token": tg.token, "telegram_api_url": tg.url, "database_url": f"sqlite+aiosqlite:///{tmp / 'bot.db'}",
             "admin_ids": "1001", "free_credits": 10, "stream_edit_interval": 0.01, "progress_after": 0.05,
             "progress_interval": 0.05, "throttle_rate": 100, **settings}
-        harness = cls(tmp, fakes, Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        harness = cls(tmp, fakes, Settings(_env_file=None, **values), missing_keys)  # type: ignore[call-arg]
         try:
-            await asyncio.to_thread(upgrade_database, harness.settings.database_url)
+            await asyncio.to_thread(migrate, harness.db_path)
             await harness.boot()
             yield harness
         finally:
@@ -96,8 +116,15 @@ class CoreHarness:
         if self.app is not None:
             await self.app.aclose()
         path = PROVIDERS.write(self.tmp / "providers.toml", self.fakes)
-        self.app = build_app(self.settings, load_providers(path, env=PROVIDERS.keys(self.fakes)))
+        env = {k: v for k, v in PROVIDERS.keys(self.fakes).items() if k not in self.missing_keys}
+        self.app = build_app(self.settings, load_providers(path, env=env))
         await self.app.on_startup()
+        return self.app
+
+    @property
+    def live(self) -> BotApp:
+        """The app the last boot() built."""
+        assert self.app is not None, "not booted"
         return self.app
 
     # --- feeding updates ---------------------------------------------------------------------
@@ -109,6 +136,18 @@ class CoreHarness:
 
     async def say(self, user_id: int, text: str, **kw: Any) -> int:
         update_id = self.tg.push_message(user_id, text, **kw)
+        await self.feed(update_id)
+        return update_id
+
+    async def say_in_group(self, user_id: int, group_id: int, text: str) -> int:
+        """A message from a user in a group (the fake pushes private messages only)."""
+        user = self.tg.remember_user(user_id, "Tester", "en", None, None)
+        extra: dict[str, Any] = {"text": text}
+        if text.startswith("/"):
+            extra["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        message = self.tg.new_message(group_id, user, extra)
+        message["chat"] = {"id": group_id, "type": "supergroup", "title": "A group"}
+        update_id = self.tg.push_update({"message": message})
         await self.feed(update_id)
         return update_id
 

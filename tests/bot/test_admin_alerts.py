@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from aiogram import Bot
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.services.alerts import AlertNotifier, redact_secrets
+from bot.services.alerts import redact_secrets
 from providers.errors import ErrorKind
 from providers.health import Alert
+from providers.manager import AlertHook
 from tests.bot import admin_support as support
-from tests.bot.admin_support import (
-    ADMIN,
-    ADMIN_RU,
-    Sessions,
-    add_user,
-    make_settings,
-)
-from tests.fakes.telegram import FakeTelegram
+from tests.bot.admin_support import ADMIN, ADMIN_RU, add_user, admin_harness
+from tests.bot.core_harness import CoreHarness
 
-# pytest fixtures shared by the admin tests (assigned, not imported, so they are not taken for unused names)
-admin_db_template, sessions, fake, bot = support.admin_db_template, support.sessions, support.fake, support.bot
+h = support.h  # the app as `python -m bot` builds it (assigned, not imported: not taken for an unused name)
 
 SOON = datetime.now(UTC) + timedelta(hours=1)
+
+
+def _notifier(h: CoreHarness) -> AlertHook:
+    """The notifier build_app gave the provider manager: what a real incident goes through."""
+    notify = h.live.manager.on_alert
+    assert notify is not None
+    return notify
 
 
 def _alert(provider: str = "openai", kind: ErrorKind = ErrorKind.QUOTA_EXHAUSTED, until: datetime = SOON,
@@ -32,32 +33,33 @@ def _alert(provider: str = "openai", kind: ErrorKind = ErrorKind.QUOTA_EXHAUSTED
     return Alert(provider, kind, message, until)
 
 
-async def test_one_message_per_admin_per_incident(fake: FakeTelegram, bot: Bot) -> None:
-    notify = AlertNotifier(bot, make_settings())
+async def test_one_message_per_admin_per_incident(h: CoreHarness) -> None:
+    notify = _notifier(h)
     await notify(_alert())
     await notify(_alert())  # the same incident delivered again
-    assert len(fake.texts(ADMIN)) == 1 and len(fake.texts(ADMIN_RU)) == 1
-    assert "openai" in fake.texts(ADMIN)[0] and "out of quota" in fake.texts(ADMIN)[0]
+    assert len(h.tg.texts(ADMIN)) == 1 and len(h.tg.texts(ADMIN_RU)) == 1
+    assert "openai" in h.tg.texts(ADMIN)[0] and "out of quota" in h.tg.texts(ADMIN)[0]
 
     await notify(_alert(kind=ErrorKind.AUTH))  # another kind is another incident
     await notify(_alert(provider="anthropic"))  # and so is another provider
-    assert len(fake.texts(ADMIN)) == 3
-    assert "rejects its API key" in fake.texts(ADMIN)[1]
+    assert len(h.tg.texts(ADMIN)) == 3
+    assert "rejects its API key" in h.tg.texts(ADMIN)[1]
 
     await notify(_alert(until=SOON + timedelta(hours=2)))  # the manager opened a new incident: later deadline
-    assert len(fake.texts(ADMIN)) == 4
+    assert len(h.tg.texts(ADMIN)) == 4
 
 
-async def test_the_deadline_is_shown_in_the_bot_timezone(fake: FakeTelegram, bot: Bot) -> None:
+async def test_the_deadline_is_shown_in_the_bot_timezone(tmp_path: Path) -> None:
     until = datetime(2031, 5, 4, 22, 15, tzinfo=UTC)
-    await AlertNotifier(bot, make_settings(timezone="Asia/Tokyo"))(_alert(until=until))
-    assert "2031-05-05 07:15" in fake.texts(ADMIN)[0]
+    async with admin_harness(tmp_path, timezone="Asia/Tokyo") as h:
+        await _notifier(h)(_alert(until=until))
+        assert "2031-05-05 07:15" in h.tg.texts(ADMIN)[0]
 
 
-async def test_no_key_and_no_markup_reaches_the_chat(fake: FakeTelegram, bot: Bot) -> None:
+async def test_no_key_and_no_markup_reaches_the_chat(h: CoreHarness) -> None:
     message = "Incorrect API key provided: sk-proj-AbCdEf0123456789xyz. <b>& more</b>"
-    await AlertNotifier(bot, make_settings())(_alert(kind=ErrorKind.AUTH, message=message))
-    text = fake.texts(ADMIN)[0]
+    await _notifier(h)(_alert(kind=ErrorKind.AUTH, message=message))
+    text = h.tg.texts(ADMIN)[0]
     assert "sk-proj" not in text and "AbCdEf0123456789" not in text
     assert "<b>& more</b>" in text  # shown literally: escaped, not parsed
 
@@ -69,15 +71,15 @@ def test_redaction_removes_key_shaped_strings(secret: str, prefix: str) -> None:
     assert secret not in out and out.startswith("bad key ") and out.endswith(" given")
 
 
-async def test_a_blocked_admin_does_not_stop_the_others(fake: FakeTelegram, bot: Bot) -> None:
-    fake.block(ADMIN)
-    await AlertNotifier(bot, make_settings())(_alert())
-    assert fake.texts(ADMIN_RU) and not fake.texts(ADMIN)
+async def test_a_blocked_admin_does_not_stop_the_others(h: CoreHarness) -> None:
+    h.tg.block(ADMIN)
+    await _notifier(h)(_alert())
+    assert h.tg.texts(ADMIN_RU) and not h.tg.texts(ADMIN)
 
 
-async def test_each_admin_in_their_own_language(fake: FakeTelegram, bot: Bot, sessions: Sessions) -> None:
-    await add_user(sessions, ADMIN, language="en")
-    await add_user(sessions, ADMIN_RU, language="ru")
-    await AlertNotifier(bot, make_settings(), sessions=sessions)(_alert())
-    assert "закончилась квота" in fake.texts(ADMIN_RU)[0]
-    assert "out of quota" in fake.texts(ADMIN)[0]
+async def test_each_admin_in_their_own_language(h: CoreHarness) -> None:
+    await add_user(h.live.sessions, ADMIN, language="en")
+    await add_user(h.live.sessions, ADMIN_RU, language="ru")
+    await _notifier(h)(_alert())
+    assert "закончилась квота" in h.tg.texts(ADMIN_RU)[0]
+    assert "out of quota" in h.tg.texts(ADMIN)[0]

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.services.digest import JOB_ID, schedule_digest, send_digest
 from db.periods import period_named
-from providers.errors import ErrorKind
-from providers.manager import ProviderManager
 from providers.types import Category, GenerationRequest
 from tests.bot import admin_support as support
-from tests.bot.admin_support import (
-    ADMIN,
-    ADMIN_RU,
-    TZ,
-    Logged,
-    Sessions,
-    add_user,
-    log_requests,
-    make_settings,
-)
-from tests.fakes.scripted import ScriptedAdapter, failure, scripted_config
+from tests.bot.admin_support import ADMIN, ADMIN_RU, TZ, Logged, Sessions, add_user, admin_harness, log_requests
+from tests.bot.core_harness import CoreHarness, eventually
 from tests.fakes.telegram import FakeTelegram
 
-# pytest fixtures shared by the admin tests (assigned, not imported, so they are not taken for unused names)
-admin_db_template, sessions, fake, bot = support.admin_db_template, support.sessions, support.fake, support.bot
+h = support.h  # the app as `python -m bot` builds it (assigned, not imported: not taken for an unused name)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ALICE, BOB = 3001, 3002
@@ -59,14 +47,20 @@ def _everything(fake: FakeTelegram, chat: int) -> str:
     return "\n".join(m.plain for m in fake.messages(chat))
 
 
-async def test_digest_has_yesterdays_figures_and_a_chart(fake: FakeTelegram, bot: Bot, sessions: Sessions) -> None:
-    await _seed(sessions)
-    reached = await send_digest(bot, sessions, make_settings())
+async def _send(h: CoreHarness, chat_ids: Iterable[int] | None = None) -> list[int]:
+    """What the scheduled job does: send_digest with the app's own bot, database, settings and manager."""
+    app = h.live
+    return await send_digest(app.bot, app.sessions, app.settings, app.manager, chat_ids=chat_ids)
+
+
+async def test_digest_has_yesterdays_figures_and_a_chart(h: CoreHarness) -> None:
+    await _seed(h.live.sessions)
+    reached = await _send(h)
     assert sorted(reached) == [ADMIN, ADMIN_RU]
-    photos = fake.media(ADMIN, "photo")
+    photos = h.tg.media(ADMIN, "photo")
     assert len(photos) == 1 and photos[0].file is not None
     assert photos[0].file.data.startswith(PNG_MAGIC)
-    text = _everything(fake, ADMIN)
+    text = _everything(h.tg, ADMIN)
     assert "Daily digest" in text
     assert "Requests: 5 (4 served, 1 failed, 0 cancelled). Spend: $0.0750." in text
     assert "Refused before any charge (credits, budget, busy): 0." in text
@@ -78,57 +72,53 @@ async def test_digest_has_yesterdays_figures_and_a_chart(fake: FakeTelegram, bot
     assert "$9.99" not in text and "9.99" not in text
 
 
-async def test_each_admin_gets_it_in_their_language(fake: FakeTelegram, bot: Bot, sessions: Sessions) -> None:
-    await _seed(sessions)
-    await send_digest(bot, sessions, make_settings())
-    assert "Ежедневная сводка" in _everything(fake, ADMIN_RU)
-    assert "Ежедневная сводка" not in _everything(fake, ADMIN)
+async def test_each_admin_gets_it_in_their_language(h: CoreHarness) -> None:
+    await _seed(h.live.sessions)
+    await _send(h)
+    assert "Ежедневная сводка" in _everything(h.tg, ADMIN_RU)
+    assert "Ежедневная сводка" not in _everything(h.tg, ADMIN)
 
 
-async def test_an_admin_who_blocked_the_bot_does_not_stop_the_others(fake: FakeTelegram, bot: Bot,
-                                                                     sessions: Sessions) -> None:
-    await _seed(sessions)
-    fake.block(ADMIN)
-    reached = await send_digest(bot, sessions, make_settings())
+async def test_an_admin_who_blocked_the_bot_does_not_stop_the_others(h: CoreHarness) -> None:
+    await _seed(h.live.sessions)
+    h.tg.block(ADMIN)
+    reached = await _send(h)
     assert reached == [ADMIN_RU]
-    assert fake.media(ADMIN_RU, "photo")
-    assert not fake.messages(ADMIN)
+    assert h.tg.media(ADMIN_RU, "photo")
+    assert not h.tg.messages(ADMIN)
 
 
-async def test_flood_control_is_waited_out_without_duplicates(fake: FakeTelegram, bot: Bot,
-                                                              sessions: Sessions) -> None:
-    await _seed(sessions)
-    fake.rate_limit("sendPhoto", times=1, retry_after=1)
-    await send_digest(bot, sessions, make_settings(), chat_ids=[ADMIN])
-    assert len(fake.media(ADMIN, "photo")) == 1
+async def test_flood_control_is_waited_out_without_duplicates(h: CoreHarness) -> None:
+    await _seed(h.live.sessions)
+    h.tg.rate_limit("sendPhoto", times=1, retry_after=1)
+    await _send(h, [ADMIN])
+    assert len(h.tg.media(ADMIN, "photo")) == 1
 
 
-async def test_an_empty_day_still_sends_a_digest(fake: FakeTelegram, bot: Bot, sessions: Sessions) -> None:
-    await send_digest(bot, sessions, make_settings(), chat_ids=[ADMIN])
-    [photo] = fake.media(ADMIN, "photo")
+async def test_an_empty_day_still_sends_a_digest(h: CoreHarness) -> None:
+    await _send(h, [ADMIN])
+    [photo] = h.tg.media(ADMIN, "photo")
     assert photo.file is not None and photo.file.data.startswith(PNG_MAGIC)
-    assert "No requests in this period." in _everything(fake, ADMIN)
+    assert "No requests in this period." in _everything(h.tg, ADMIN)
 
 
-async def test_a_long_digest_goes_as_photo_then_messages_within_limits(fake: FakeTelegram, bot: Bot,
-                                                                      sessions: Sessions) -> None:
-    await add_user(sessions, ALICE, username="alice", credits=100)
+async def test_a_long_digest_goes_as_photo_then_messages_within_limits(h: CoreHarness) -> None:
+    await add_user(h.live.sessions, ALICE, username="alice", credits=100)
     yesterday = period_named("yesterday", TZ)
     many = [Logged(ALICE, "text", [(f"provider-{n:02d}", None, 100 + n, 1_000 * n)]) for n in range(40)]
-    await log_requests(sessions, yesterday.start + timedelta(hours=1), many)
-    await send_digest(bot, sessions, make_settings(), chat_ids=[ADMIN])
-    sent = fake.messages(ADMIN)
+    await log_requests(h.live.sessions, yesterday.start + timedelta(hours=1), many)
+    await _send(h, [ADMIN])
+    sent = h.tg.messages(ADMIN)
     assert sent[0].media_kind == "photo" and len(sent) > 1  # the fake enforces 1024 / 4096 itself
-    assert all(f"provider-{n:02d}" in _everything(fake, ADMIN) for n in range(40))
+    assert all(f"provider-{n:02d}" in _everything(h.tg, ADMIN) for n in range(40))
 
 
-def test_scheduled_daily_at_digest_time_in_the_timezone() -> None:
-    scheduler = AsyncIOScheduler()
-    settings = make_settings(digest_time="09:30", timezone="America/New_York")
-    schedule_digest(scheduler, bot=None, sessions=None, settings=settings)  # type: ignore[arg-type]
-    schedule_digest(scheduler, bot=None, sessions=None, settings=settings)  # type: ignore[arg-type]
-    [job] = scheduler.get_jobs()
-    assert job.id == JOB_ID and job.func is send_digest
+async def test_scheduled_daily_at_digest_time_in_the_timezone(tmp_path: Path) -> None:
+    async with admin_harness(tmp_path, digest_time="09:30", timezone="America/New_York") as h:
+        app = h.live
+        schedule_digest(app.scheduler, app.bot, app.sessions, app.settings, app.manager)  # build_app did it once
+        [job] = [j for j in app.scheduler.get_jobs() if j.func is send_digest]
+    assert job.id == JOB_ID
     assert isinstance(job.trigger, CronTrigger)
     zone = ZoneInfo("America/New_York")
     assert str(job.trigger.timezone) == "America/New_York"
@@ -137,22 +127,18 @@ def test_scheduled_daily_at_digest_time_in_the_timezone() -> None:
     assert winter.astimezone(zone).replace(tzinfo=None) == datetime(2026, 1, 10, 9, 30)
     assert summer.astimezone(zone).replace(tzinfo=None) == datetime(2026, 7, 10, 9, 30)
     assert winter.astimezone(UTC).hour == 14 and summer.astimezone(UTC).hour == 13  # DST followed
-    assert job.kwargs["settings"] is settings
+    assert job.kwargs["settings"] is h.settings and job.kwargs["manager"] is app.manager
 
 
-async def test_a_provider_parked_now_is_flagged(fake: FakeTelegram, bot: Bot, sessions: Sessions) -> None:
-    await _seed(sessions)
-    manager = ProviderManager(scripted_config(["alpha", "beta", "off"], disabled=["off"]),
-                              registry={"scripted": ScriptedAdapter})
-    try:
-        adapter = manager.adapters["alpha"]
-        assert isinstance(adapter, ScriptedAdapter)
-        adapter.script.append(failure(ErrorKind.QUOTA_EXHAUSTED, status=402))
-        await manager.generate(GenerationRequest(Category.TEXT, prompt="hi"))
-        await send_digest(bot, sessions, make_settings(), manager, chat_ids=[ADMIN])
-    finally:
-        await manager.aclose()
-    text = _everything(fake, ADMIN)
+async def test_a_provider_parked_now_is_flagged(tmp_path: Path) -> None:
+    async with admin_harness(tmp_path, missing_keys={"REPLICATE_API_KEY"}) as h:
+        await _seed(h.live.sessions)
+        h.first.fail_next(429, {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
+                                          "code": "insufficient_quota"}}, path_contains="/chat/completions")
+        await h.live.manager.generate(GenerationRequest(Category.TEXT, prompt="hi"))  # served by the fallback
+        await eventually(lambda: h.tg.texts(ADMIN))  # the quota alert, before the digest
+        await _send(h, [ADMIN])
+        text = _everything(h.tg, ADMIN)
     attention = text[text.index("Needs attention now"):]
-    assert "alpha: quota_exhausted" in attention and "off: no API key" in attention
-    assert "beta" not in attention
+    assert "first: quota_exhausted" in attention and "replicate: no API key" in attention
+    assert "second" not in attention
