@@ -36,11 +36,7 @@ async def refuse(message: Message, t: Translate) -> None:
     await message.answer(t("admin.refused"), parse_mode=ParseMode.HTML)
 
 
-async def cmd_providers(message: Message, t: Translate, settings: Settings,
-                        manager: ProviderManager | None = None) -> None:
-    if manager is None:
-        await message.answer(t("admin.no_manager"), parse_mode=ParseMode.HTML)
-        return
+async def cmd_providers(message: Message, t: Translate, settings: Settings, manager: ProviderManager) -> None:
     await answer_blocks(message, providers_blocks(manager.health_snapshot(), t, settings.tz, settings.timezone))
 
 
@@ -108,7 +104,7 @@ async def cmd_user(message: Message, command: CommandObject, t: Translate, sessi
 
 async def cmd_digest(message: Message, command: CommandObject, t: Translate, bot: Bot,
                      sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                     manager: ProviderManager | None = None) -> None:
+                     manager: ProviderManager) -> None:
     scope = await read_scope(message, command, t, settings, name="digest", default_period="yesterday",
                              category="refused")
     if scope is None:

@@ -54,11 +54,10 @@ async def send_each(chat_ids: Iterable[int], send: Callable[[int], Awaitable[Any
 class AlertNotifier:
     """`on_alert` for the provider manager: tells every admin once per incident, each in their language."""
 
-    def __init__(self, bot: Bot, settings: Settings, *,
-                 sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
+    def __init__(self, bot: Bot, settings: Settings, *, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.bot = bot
         self.settings = settings
-        self.sessions = sessions  # only to find each admin's language; English without it
+        self.sessions = sessions  # only to find each admin's language
         self._announced: dict[tuple[str, str], datetime] = {}
 
     async def __call__(self, alert: Alert) -> None:
@@ -81,11 +80,8 @@ class AlertNotifier:
         logger.info("provider alert {} ({}) told to {} admin(s)", alert.provider, alert.kind, len(reached))
 
 
-async def admin_languages(sessions: async_sessionmaker[AsyncSession] | None,
-                          admin_ids: Iterable[int]) -> dict[int, str]:
+async def admin_languages(sessions: async_sessionmaker[AsyncSession], admin_ids: Iterable[int]) -> dict[int, str]:
     """Each admin's bot language from the users table; admins never seen by the bot are left out."""
-    if sessions is None:
-        return {}
     found: dict[int, str] = {}
     try:
         async with sessions() as session:

@@ -54,7 +54,7 @@ class DigestData:
     attention: list[tuple[str, str, datetime | None]]  # (provider, why, until) parked or disabled now
 
 
-async def load_digest(session: AsyncSession, period: Period, manager: ProviderManager | None = None) -> DigestData:
+async def load_digest(session: AsyncSession, period: Period, manager: ProviderManager) -> DigestData:
     found = await digest(session, period, top=TOP_USERS)
     # Digest.by_category keeps only providers that served something (a cost ranking); the digest must
     # also show a provider that only failed, so each category is read in full.
@@ -63,9 +63,7 @@ async def load_digest(session: AsyncSession, period: Period, manager: ProviderMa
     return DigestData(found, {c: s for c, s in per_category.items() if s}, _attention(manager))
 
 
-def _attention(manager: ProviderManager | None) -> list[tuple[str, str, datetime | None]]:
-    if manager is None:
-        return []
+def _attention(manager: ProviderManager) -> list[tuple[str, str, datetime | None]]:
     out: list[tuple[str, str, datetime | None]] = []
     for item in manager.health_snapshot():
         if not item.enabled:
@@ -133,7 +131,7 @@ async def _render(data: DigestData, t: Translate, settings: Settings) -> tuple[s
 
 
 async def send_digest(bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                      manager: ProviderManager | None = None, period: Period | None = None,
+                      manager: ProviderManager, period: Period | None = None,
                       chat_ids: Iterable[int] | None = None) -> list[int]:
     """Send the digest (yesterday by default) to `chat_ids` (every admin by default); the chats reached."""
     period = period or period_named("yesterday", settings.tz)
@@ -162,7 +160,7 @@ async def send_digest(bot: Bot, sessions: async_sessionmaker[AsyncSession], sett
 
 
 def schedule_digest(scheduler: AsyncIOScheduler, bot: Bot, sessions: async_sessionmaker[AsyncSession],
-                    settings: Settings, manager: ProviderManager | None = None) -> None:
+                    settings: Settings, manager: ProviderManager) -> None:
     """Every day at DIGEST_TIME in TIMEZONE. A bot that was down at that moment sends it within the hour."""
     trigger = CronTrigger(hour=settings.digest_time.hour, minute=settings.digest_time.minute,
                           timezone=settings.tz)
