@@ -4,7 +4,7 @@
     await asyncio.to_thread(upgrade_database)      # alembic upgrade head
     sessions = make_session_maker(engine)
     async with sessions() as session, session.begin():
-        reservation = await accounting.reserve_request(session, ...)
+        reservation = await lifecycle.reserve_request(session, owner=..., lease_until=..., ...)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Plain data crossing the db/ boundary: what the bot hands to accounting, and what it gets back.
+"""Plain data crossing the db/ boundary: what the bot hands to the request's
+life (`db.repo.lifecycle`), and what it gets back.
 
 The bot copies fields from providers' `Attempt`/`Result` into these; db/ never imports providers/.
 Kinds and categories are plain strings (`ErrorKind` and `Category` are `StrEnum`s, so they pass as is).

@@ -1,6 +1,6 @@
 """Keeping the rollups (`db/rollup_tables.py`) on write, and rebuilding them from the raw rows.
 
-The write side is called by `db/repo/accounting.py` in the caller's transaction, so a rollup never counts
+The write side is called by `db/repo/lifecycle.py` in the caller's transaction, so a rollup never counts
 an attempt or a request that was rolled back. `rebuild_rollups` recomputes every rollup from `attempts` and
 `requests` in SQL; it repairs a database after a crash of an older version, fills rollups after a bulk
 import (the benchmark uses it), and the tests check that it agrees with what the write side kept.

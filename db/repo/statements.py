@@ -2,7 +2,7 @@
 
 Building a SQLAlchemy statement (coercing every value, generating its cache key) cost more CPU than SQLite
 spent running it, several times per logged request. These are built once, per dialect where the upsert
-syntax is the dialect's, and `db/repo/accounting.py` executes them with a dict of values.
+syntax is the dialect's, and `db/repo/lifecycle.py` executes them with a dict of values.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def cancel_open() -> Any:
     """Canceled by the user, whoever owns it: only before its answer started to go out (delivering_at)."""
     return (update(requests_table)
             .where(R.user_id == bindparam("p_user_id", type_=BigInteger), R.status.in_(OPEN_STATUSES),
-                   R.delivering_at.is_(None))
+                   R.delivering_at.is_(None), R.delivered_at.is_(None))
             .values(_failed_values()).returning(R.id, *CLOSED_ROW))
 
 

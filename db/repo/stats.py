@@ -178,7 +178,8 @@ async def top_users(session: AsyncSession, period: Period, limit: int = 10) -> l
 async def user_usage(
     session: AsyncSession, tg_id: int, tz: str | tzinfo = "UTC", now: datetime | None = None
 ) -> UserUsage | None:
-    """Credits left, and requests, net credits and cost today and this month in `tz` (in-flight included)."""
+    """Credits left, and requests, net credits and cost today and this month in `tz` (in-flight included;
+    refusals, which never ran, are not requests here)."""
     now = now or utcnow()
     credits_left = await session.scalar(select(User.credits).where(User.id == tg_id))
     if credits_left is None:
@@ -190,7 +191,8 @@ async def user_usage(
         select(func.sum(case((today, 1), else_=0)), func.sum(case((today, net), else_=0)),
                func.sum(case((today, Request.cost_micros), else_=0)), func.count(), func.sum(net),
                func.sum(Request.cost_micros))
-        .where(Request.user_id == tg_id, Request.created_at >= month.start, Request.created_at < month.end)
+        .where(Request.user_id == tg_id, Request.created_at >= month.start, Request.created_at < month.end,
+               Request.status != "refused")
     )).one()
     n_day, cr_day, co_day, n_month, cr_month, co_month = (int(v or 0) for v in row)
     return UserUsage(tg_id, int(credits_left), n_day, cr_day, co_day, n_month, cr_month, co_month)

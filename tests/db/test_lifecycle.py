@@ -273,14 +273,15 @@ async def test_a_failure_refunds_exactly_once_as_a_ledger_row(sessions: Sessions
         assert await ledger_mismatches(s) == []
 
 
-@pytest.mark.parametrize(("marks", "refunded"), [
-    ((), 3),
-    (("delivering",), 3),  # about to send, but nothing reached the user: still refunded
-    (("delivered",), 0),
-    (("delivering", "delivered"), 0),
+@pytest.mark.parametrize(("marks", "knows_delivered", "refunded"), [
+    ((), False, 3),
+    (("delivering",), False, 3),  # about to send, but nothing reached the user: still refunded
+    (("delivered",), False, 0),
+    (("delivering", "delivered"), False, 0),
+    (("delivering",), True, 0),  # it went out, but writing mark_delivered down failed: the owner says so
 ])
 async def test_close_failed_refunds_if_and_only_if_nothing_was_delivered(
-    sessions: Sessions, marks: tuple[str, ...], refunded: int
+    sessions: Sessions, marks: tuple[str, ...], knows_delivered: bool, refunded: int
 ) -> None:
     async with sessions() as s, s.begin():
         await make_user(s, 1, credits=5)
@@ -288,11 +289,14 @@ async def test_close_failed_refunds_if_and_only_if_nothing_was_delivered(
         assert rid is not None
         for mark in marks:
             assert await (mark_delivering if mark == "delivering" else mark_delivered)(s, rid, OWNER, T0)
-        closed = await close_failed(s, rid, OWNER, error_kind="unavailable", canceled=True)
+        closed = await close_failed(s, rid, OWNER, error_kind="unavailable", canceled=True, delivered=knows_delivered,
+                                    now=T0 + timedelta(seconds=5))
         assert _closed(closed) == (rid, "canceled", refunded)
         request = await _request(s, rid)
         assert (request.status, request.credits_charged, request.credits_refunded) == ("canceled", 3, refunded)
         assert (request.delivered_at is None) == (refunded > 0)
+        if "delivered" in marks:
+            assert request.delivered_at == T0  # the first mark stays
         assert await balance(s, 1) == 2 + refunded
         assert await _refunds(s, rid) == ([refunded] if refunded else [])
         assert await ledger_mismatches(s) == []
@@ -383,7 +387,7 @@ async def test_cancel_open_refunds_every_open_request_not_delivering_and_reports
         assert await serve(s, served)
         untouched = {rid: await _raw(s, rid) for rid in (delivering, served, someone_else)}
         outcome = await cancel_open(s, 1, now=T0)
-        assert sorted(_closed(c) for c in outcome.canceled) == [
+        assert sorted((c.request_id, c.status, c.refunded) for c in outcome.canceled) == [
             (running, "canceled", 1), (reserved, "canceled", 2), (elsewhere, "canceled", 3)]
         assert (outcome.refunded, outcome.delivering) == (6, (delivering,))
         for rid in (running, reserved, elsewhere):

@@ -337,7 +337,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert balances == self.balances
             assert min(balances.values()) >= 0
             ledger: dict[tuple[int, str], int] = {
-                (rid, reason): int(total) for rid, reason, total in (await s.execute(
+                (int(rid or 0), reason): int(total) for rid, reason, total in (await s.execute(
                     select(LedgerEntry.request_id, LedgerEntry.reason, func.sum(LedgerEntry.delta))
                     .where(LedgerEntry.request_id.is_not(None))
                     .group_by(LedgerEntry.request_id, LedgerEntry.reason))).all()}
