@@ -255,6 +255,16 @@ class RequestLife:
         except asyncio.CancelledError:  # the bot is shutting down: stop the work too
             task.cancel()
             raise
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.abandon(run.request_id, error)
+
+    def abandon(self, request_id: int, error: BaseException) -> None:
+        """A close failed for a reason retrying cannot fix (a bug): stop renewing the lease, so the
+        sweeper finishes the request (refunded unless its answer was delivered) instead of it staying open."""
+        logger.bind(request_id=request_id).opt(exception=error).error(
+            "request {}: its close failed ({}); left for the sweeper", request_id, type(error).__name__)
+        self.unfinished.pop(request_id, None)
+        self.leases.drop(request_id)
 
     async def _run(self, run: Run, work: Work, failed_key: str | None) -> None:
         log = logger.bind(request_id=run.request_id, user_id=run.ask.user_id)

@@ -66,7 +66,10 @@ class Sweeper:
         for request_id, close in list(self.life.unfinished.items()):
             del self.life.unfinished[request_id]
             logger.info("request {}: trying its close again", request_id)
-            await close()  # puts itself back when the database still fails
+            try:
+                await close()  # puts itself back when the database still fails
+            except Exception as exc:
+                self.life.abandon(request_id, exc)
 
     async def _finish(self, orphan: Orphan) -> None:
         ask = await self._ask_for(orphan)

@@ -8,6 +8,7 @@ a call a provider fake or the fake Bot API is about to answer. At the step the i
               `Crash`, which no handler catches, so nothing after that point in any task runs) and Telegram
               no longer knows its token; the test then starts a new app on the same database
     db_error  the database fails that statement (and every later one at that step) until healed
+    db_bug    that statement fails once for a reason retrying cannot fix (as a bug in our SQL would)
     blocked   the user blocks the bot: every later send to them answers 403
 
 Database steps are matched on the SQL SQLAlchemy emits (`STATEMENTS`); the other steps on the fakes' calls.
@@ -22,7 +23,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from tests.bot.core_harness import CoreHarness
 from tests.fakes.base import Call
@@ -71,6 +72,9 @@ class Injector:
         if self.fault == "db_error" and not self.healed:
             self.fired = True
             raise OperationalError(statement, params, sqlite3.OperationalError("database is locked"))
+        if self.fault == "db_bug" and not self.fired:
+            self.fired = True
+            raise ProgrammingError(statement, params, sqlite3.ProgrammingError("a bug in the statement"))
         if not self.fired:
             self.fired = True
             self._act_now()

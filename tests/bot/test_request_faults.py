@@ -3,7 +3,8 @@
 Each case walks one request (a streamed chat answer, a chat whose providers all fail, a video made by an
 async provider job) and at one step injects one fault (`tests.bot.faults`): a /cancel, a crash (then the
 app started again on the same database, and the update delivered again, as Telegram does after a crash),
-a database write that keeps failing (then the database healed), or the user blocking the bot. Then one
+a database write that keeps failing (then the database healed), a statement failing once as a bug would,
+or the user blocking the bot. Then one
 sweep runs, with every lease expired. After it:
 
     every request is in exactly one terminal state;
@@ -44,9 +45,9 @@ STEPS = {
     "chat_fails": ("reserve", "provider", "close", "refund"),
     "video": ("reserve", "provider", "job_id", "delivering", "delivery", "close"),
 }
-FAULTS = ("cancel", "crash", "db_error", "blocked")
+FAULTS = ("cancel", "crash", "db_error", "db_bug", "blocked")
 CASES = [(kind, step, fault) for kind, steps in STEPS.items() for step in steps for fault in FAULTS
-         if fault != "db_error" or step in STATEMENTS]
+         if fault not in ("db_error", "db_bug") or step in STATEMENTS]
 
 
 @pytest.fixture
