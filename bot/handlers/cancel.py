@@ -7,13 +7,14 @@ from aiogram.filters import Command
 from aiogram.types import Message
 
 from bot.i18n import Translate
+from bot.services.cancel import cancel
 from bot.services.failures import credits_text
 from bot.services.lifecycle import RequestLife
 from db.repo.users import UserView
 
 
 async def cmd_cancel(message: Message, user: UserView, t: Translate, life: RequestLife) -> None:
-    reply = await life.cancel(user.tg_id)
+    reply = await cancel(life, user.tg_id)
     if reply.result == "refunded":
         await message.answer(t("cancel.done", credits=credits_text(reply.refunded, t)))
     else:

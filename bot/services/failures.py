@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from bot.i18n import Translate
-from db.repo.records import Reservation
+from db.repo.records import Closed, Reservation
 from providers.errors import AllProvidersFailed, ErrorKind, ProviderError, retry_at_from
 
 
@@ -57,3 +57,11 @@ def failure_text(exc: AllProvidersFailed | ProviderError, category: str, t: Tran
         return t("errors.busy", category=name, when=relative_time(retry_at, t, tz, now))
     return t("errors.busy_soon", category=name)
 
+
+def with_outcome(text: str, closed: Closed, t: Translate) -> str:
+    """A failure message, and what it meant for the user's credits."""
+    if closed.refunded:
+        return f"{text}\n{t('outcome.refunded', credits=credits_text(closed.refunded, t))}"
+    if closed.charged:
+        return f"{text}\n{t('outcome.kept', credits=credits_text(closed.charged, t))}"
+    return text

@@ -10,8 +10,7 @@
                refused once the request was canceled), and says when it reached the user (mark_delivered)
             -> one terminal transition: served (charge kept), or failed/canceled, refunded if and only if
                nothing was delivered; then the user is told what really happened
-    cancel  the database decides (cancel_open): refunded; already going out (stopped where it is); or
-            nothing was running. A cancel that comes while the reservation is written waits for it.
+    cancel  `bot.services.cancel`: the database decides (cancel_open), and the work is stopped.
 
 A database write that fails (locked, disk full, connection lost) is retried with backoff. A terminal
 transition that still fails is logged at ERROR and kept, with what this process knows (was the answer
@@ -26,24 +25,23 @@ import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from loguru import logger
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.i18n import Translate
 from bot.services.answers import AnswerFailed, Answers, Ask, Delivered, Work, WorkState
 from bot.services.delivery import MediaFetchError
-from bot.services.failures import category_name, credits_text, failure_text, refusal_text
+from bot.services.durable import DurableWrites, WriteFailed, attempt_record, served_record
+from bot.services.failures import category_name, credits_text, failure_text, refusal_text, with_outcome
 from bot.services.leases import Leases
 from bot.services.running import Slot, Slots
 from bot.services.writes import WriteQueue
 from bot.settings import Settings
 from db.repo import history, lifecycle
-from db.repo.records import AttemptRecord, Budget, Closed, Reservation, ServedRecord
+from db.repo.records import AttemptRecord, Budget, Closed, Reservation
 from providers import (
     AllProvidersFailed,
     Attempt,
@@ -54,58 +52,16 @@ from providers import (
     LabelConfig,
     ProviderError,
     ProviderManager,
-    Result,
 )
 
 T = TypeVar("T")
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
-CANCEL_WAIT_S = 10.0  # how long /cancel waits for a reservation being written
 MakeWork = Callable[[Ask, str, GenerationRequest], Work]
-CancelResult = Literal["refunded", "delivering", "too_late", "pending", "nothing", "not_started"]
 UNLIMITED = frozenset({Category.VIDEO})  # long jobs that mostly wait on the provider: no turn to wait for
-
-
-class WriteFailed(Exception):
-    """A database write kept failing."""
 
 
 class Revoked(Exception):
     """The request is no longer this process's to deliver: canceled, or taken over."""
-
-
-def transient(exc: BaseException) -> bool:
-    """A failure of the database, not of the statement: worth trying again."""
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated) or isinstance(exc, (OperationalError, InterfaceError))
-    return isinstance(exc, (OSError, TimeoutError))
-
-
-def attempt_record(attempt: Attempt) -> AttemptRecord:
-    return AttemptRecord(
-        provider=attempt.provider, model=attempt.model, category=str(attempt.category), order=attempt.order,
-        kind=None if attempt.kind is None else str(attempt.kind), http_status=attempt.status,
-        latency_ms=attempt.latency_ms, cost_micros=attempt.cost_micros, job_id=attempt.job_id,
-        message=attempt.message, started_at=attempt.started_at)
-
-
-def served_record(result: Result) -> ServedRecord:
-    return ServedRecord(provider=result.provider, model=result.model, cost_micros=result.cost_micros,
-                        latency_ms=result.latency_ms, usage=result.usage.as_dict(), job_id=result.job_id)
-
-
-def with_outcome(text: str, closed: Closed, t: Translate) -> str:
-    """A failure message, and what it meant for the user's credits."""
-    if closed.refunded:
-        return f"{text}\n{t('outcome.refunded', credits=credits_text(closed.refunded, t))}"
-    if closed.charged:
-        return f"{text}\n{t('outcome.kept', credits=credits_text(closed.charged, t))}"
-    return text
-
-
-@dataclass(frozen=True, slots=True)
-class CancelReply:
-    result: CancelResult
-    refunded: int = 0
 
 
 @dataclass
@@ -147,32 +103,15 @@ class _Gate:
 class RequestLife:
     def __init__(self, settings: Settings, writes: WriteQueue, manager: ProviderManager, bot: Bot,
                  answers: Answers, slots: Slots, leases: Leases) -> None:
-        self.settings, self.writes, self.manager, self.bot, self.answers = settings, writes, manager, bot, answers
+        self.settings, self.manager, self.bot, self.answers = settings, manager, bot, answers
         self.slots, self.leases = slots, leases
-        self.retry_delays = RETRY_DELAYS
+        self.durable = DurableWrites(writes)
+        self.write = self.durable.write
         self.budget = Budget(settings.daily_credit_limit, settings.monthly_credit_limit, settings.timezone)
         self.unfinished: dict[int, Callable[[], Awaitable[None]]] = {}  # closes the sweeper tries again
         # Turns, first come first served: under a burst every request would otherwise move through each
         # step together with all the others, and every answer would go out at the end of the burst
         self.turns = asyncio.Semaphore(settings.parallel_requests)
-
-    async def write(self, work: Callable[[AsyncSession], Awaitable[T]], request_id: int | None = None) -> T:
-        """One committed transaction, tried again with backoff while the database fails."""
-        for tries, delay in enumerate((*self.retry_delays, None), start=1):
-            try:
-                return await self.writes.run(work)
-            except Exception as exc:
-                if not transient(exc):
-                    raise
-                log = logger.bind(request_id=request_id)
-                if delay is None:
-                    log.opt(exception=exc).error("request {}: a database write failed {} times ({})",
-                                                 request_id, tries, type(exc).__name__)
-                    raise WriteFailed(request_id) from exc
-                log.warning("request {}: database write failed ({}); retrying in {:g} s", request_id,
-                            type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
     # --- serve ---------------------------------------------------------------------------------
     async def serve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, make_work: MakeWork,
@@ -371,28 +310,3 @@ class RequestLife:
                 await asyncio.wait_for(run.ask.say(text), 3.0)
             except TimeoutError:
                 pass
-
-    # --- cancel --------------------------------------------------------------------------------
-    async def cancel(self, user_id: int) -> CancelReply:
-        """The user's /cancel, answered with what really happened."""
-        slot = self.slots.get(user_id)
-        if slot is not None and not slot.admitted:
-            slot.canceled = True  # still waiting its turn: it will not start
-            return CancelReply("not_started")
-        if slot is not None and not slot.reserved.is_set():
-            try:
-                await asyncio.wait_for(slot.reserved.wait(), CANCEL_WAIT_S)
-            except TimeoutError:
-                slot.canceled = True  # the reservation is still being written: its owner cancels it
-                return CancelReply("pending")
-        outcome = await self.write(lambda s: lifecycle.cancel_open(s, user_id))
-        if slot is not None and slot.request_id is not None:
-            if any(c.request_id == slot.request_id for c in outcome.canceled):
-                slot.cancel()
-            elif slot.request_id in outcome.delivering:
-                slot.stop_delivery = True
-        if outcome.canceled:
-            return CancelReply("refunded", outcome.refunded)
-        if outcome.delivering:
-            return CancelReply("delivering")
-        return CancelReply("too_late" if slot is not None and slot.request_id is not None else "nothing")

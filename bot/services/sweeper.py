@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import Translate, language_for
 from bot.services.answers import Ask, WorkState
+from bot.services.durable import WriteFailed, transient
 from bot.services.failures import category_name
 from bot.services.leases import gone_owners
-from bot.services.lifecycle import RequestLife, Run, WriteFailed, transient
+from bot.services.lifecycle import RequestLife, Run
 from bot.services.running import Slot
 from db.periods import utcnow
 from db.repo import lifecycle
@@ -120,7 +121,7 @@ class Sweeper:
             return
         owner, until = self.leases.owner, self.leases.until()
         try:
-            await self.life.writes.run(lambda s: lifecycle.renew_leases(s, owner, held, until))
+            await self.life.durable.writes.run(lambda s: lifecycle.renew_leases(s, owner, held, until))
         except Exception as exc:
             if not transient(exc):
                 raise

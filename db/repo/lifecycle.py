@@ -3,6 +3,8 @@
 Every transition is one conditional UPDATE guarded by the current state (and, for an owner's own
 transitions, by `owner`), with its ledger row and rollups in the same transaction: the caller's, since
 repositories never commit. A terminal state is reached once, so a refund happens once.
+Its money moves (charge, refusal reason, ledger row) are in `db.repo.charges`, its attempt log in
+`db.repo.attempts`.
 
     reserve_request   -> running, held by `owner` until `lease_until` (start=False: reserved, for a worker),
                          or refused (a row with its reason, nothing charged), or a duplicate update (nothing)
@@ -27,9 +29,11 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from db.dialect import dialect_name
-from db.models import MESSAGE_MAX, OPEN_STATUSES, PROMPT_MAX, requests_table, users_table
+from db.models import MESSAGE_MAX, OPEN_STATUSES, PROMPT_MAX, requests_table
 from db.periods import budget_keys, utcnow
-from db.repo import rollups, statements
+from db.repo import attempts as attempts_log
+from db.repo import charges, rollups, statements
+from db.repo.attempts import record_attempts as record_attempts  # the attempt log is part of the life
 from db.repo.records import (
     AttemptRecord,
     Budget,
@@ -37,11 +41,10 @@ from db.repo.records import (
     Closed,
     Orphan,
     Reservation,
-    ReservationStatus,
     ServedRecord,
 )
 
-R, U = requests_table.c, users_table.c
+R = requests_table.c
 
 
 async def reserve_request(
@@ -65,16 +68,16 @@ async def reserve_request(
     request_id = (await conn.execute(statements.open_request(dialect_name(conn)), values)).scalar_one_or_none()
     if request_id is None:
         earlier = await conn.scalar(select(R.id).where(R.update_id == update_id))
-        return Reservation("duplicate", earlier, await _balance(conn, tg_id))
-    balance = await _charge(conn, tg_id, credits, budget, day_key, month_key)
+        return Reservation("duplicate", earlier, await charges.balance(conn, tg_id))
+    balance = await charges.charge(conn, tg_id, credits, budget, day_key, month_key)
     if balance is None:
-        status, balance = await _refusal(conn, tg_id, credits, budget, day_key, month_key)
+        status, balance = await charges.refusal(conn, tg_id, credits, budget, day_key, month_key)
         await conn.execute(statements.refuse_reserved(), {"p_id": request_id, "p_error_kind": status,
                                                           "p_finished_at": now})
         await rollups.add_refused(conn, category=str(category), created_at=now)
         return Reservation(status, request_id, balance)
     if credits:
-        await _ledger(conn, tg_id, -credits, "charge", request_id, now)
+        await charges.ledger(conn, tg_id, -credits, "charge", request_id, now)
     return Reservation("ok", request_id, balance)
 
 
@@ -96,45 +99,6 @@ async def refuse(
     if request_id is not None:
         await rollups.add_refused(conn, category=str(category), created_at=now)
     return None if request_id is None else int(request_id)
-
-
-async def _ledger(conn: AsyncConnection, tg_id: int, delta: int, reason: str, request_id: int, now: datetime) -> None:
-    await conn.execute(statements.INSERT_LEDGER, {
-        "user_id": tg_id, "delta": delta, "reason": reason, "request_id": request_id, "created_at": now})
-
-
-async def _charge(
-    conn: AsyncConnection, tg_id: int, credits: int, budget: Budget, day_key: int, month_key: int
-) -> int | None:
-    """The one conditional UPDATE (statements.charge); None when it matched no row."""
-    stmt = statements.charge(bool(budget.per_day), bool(budget.per_month))
-    values = {"p_user_id": tg_id, "p_credits": credits, "p_day_key": day_key, "p_month_key": month_key,
-              "p_per_day": budget.per_day, "p_per_month": budget.per_month}
-    balance = (await conn.execute(stmt, values)).scalar_one_or_none()
-    return None if balance is None else int(balance)
-
-
-async def _refusal(
-    conn: AsyncConnection, tg_id: int, credits: int, budget: Budget, day_key: int, month_key: int
-) -> tuple[ReservationStatus, int]:
-    """Why the charge matched no row (read after the fact, only to word the answer)."""
-    row = (await conn.execute(
-        select(U.credits, U.spent_day_key, U.spent_day, U.spent_month_key, U.spent_month).where(U.id == tg_id)
-    )).one_or_none()
-    if row is None:
-        raise LookupError(f"unknown user {tg_id}")
-    balance, d_key, d_spent, m_key, m_spent = row
-    if balance < credits:
-        return "insufficient", balance
-    if budget.per_day and (d_spent if d_key == day_key else 0) + credits > budget.per_day:
-        return "budget_day", balance
-    if budget.per_month and (m_spent if m_key == month_key else 0) + credits > budget.per_month:
-        return "budget_month", balance
-    return "insufficient", balance  # the balance moved between the UPDATE and this read
-
-
-async def _balance(conn: AsyncConnection, tg_id: int) -> int:
-    return int(await conn.scalar(select(U.credits).where(U.id == tg_id)) or 0)
 
 
 # --- while it runs ---------------------------------------------------------------------------------
@@ -184,33 +148,6 @@ async def _mark(session: AsyncSession, column: str, request_id: int, owner: str,
 
 # --- terminal transitions -------------------------------------------------------------------------
 
-async def record_attempts(session: AsyncSession, request_id: int, attempts: Sequence[AttemptRecord]) -> None:
-    """Attempt rows and their rollups: two statements however many attempts."""
-    await _record_attempts(await session.connection(), request_id, attempts)
-
-
-async def _record_attempts(
-    conn: AsyncConnection, request_id: int, attempts: Sequence[AttemptRecord],
-    extra_rows: Sequence[dict[str, Any]] = (),
-) -> None:
-    rows, rollup_rows = [], list(extra_rows)
-    for a in attempts:
-        latency = max(0, round(a.latency_ms))
-        kind = None if a.kind is None else str(a.kind)
-        rows.append({
-            "request_id": request_id, "provider": a.provider, "model": a.model, "category": str(a.category),
-            "position": a.order, "kind": kind, "http_status": a.http_status, "latency_ms": latency,
-            "cost_micros": a.cost_micros, "job_id": a.job_id, "message": a.message[:MESSAGE_MAX] or None,
-            "started_at": a.started_at,
-        })
-        rollup_rows += rollups.attempt_rows(provider=a.provider, category=str(a.category),
-                                            started_at=a.started_at, kind=kind, latency_ms=latency,
-                                            cost_micros=a.cost_micros)
-    if rows:
-        await conn.execute(statements.INSERT_ATTEMPTS, rows)
-    await rollups.add_provider_rows(conn, rollup_rows)
-
-
 async def close_served(
     session: AsyncSession, request_id: int, owner: str, served: ServedRecord, attempts: Sequence[AttemptRecord] = ()
 ) -> bool:
@@ -226,12 +163,12 @@ async def close_served(
     conn = await session.connection()
     row = (await conn.execute(statements.close_served(), values)).one_or_none()
     if row is None:
-        await _record_attempts(conn, request_id, attempts)
+        await attempts_log.record_on(conn, request_id, attempts)
         return False
     user_id, category, created_at, charged, _refunded, _d, _m, fallback = row
     served_counts = rollups.served_rows(provider=served.provider, category=category, created_at=created_at,
                                         fallback=bool(fallback)) if served.provider else []
-    await _record_attempts(conn, request_id, attempts, served_counts)
+    await attempts_log.record_on(conn, request_id, attempts, served_counts)
     await rollups.add_finished_request(
         conn, user_id=user_id, category=category, created_at=created_at, status="served",
         fallback=bool(fallback), charged=charged, refunded=0, cost_micros=served.cost_micros,
@@ -249,7 +186,7 @@ async def close_failed(
     `owner`'s (nothing changes, no refund)."""
     now = now or utcnow()
     conn = await session.connection()
-    await _record_attempts(conn, request_id, attempts)
+    await attempts_log.record_on(conn, request_id, attempts)
     status = "canceled" if canceled else "failed"
     values = {"p_id": request_id, "p_owner": owner, "p_status": status, "p_error_kind": str(error_kind)[:32],
               "p_error_message": message[:MESSAGE_MAX] or None, "p_finished_at": now, "p_cost_micros": cost_micros,
@@ -282,7 +219,7 @@ async def _settle(conn: AsyncConnection, request_id: int, status: str, row: Any,
     if refunded:
         await conn.execute(statements.refund(), {"p_user_id": user_id, "p_credits": refunded,
                                                  "p_day_key": day_key, "p_month_key": month_key})
-        await _ledger(conn, user_id, refunded, "refund", request_id, now)
+        await charges.ledger(conn, user_id, refunded, "refund", request_id, now)
     await rollups.add_finished_request(
         conn, user_id=user_id, category=category, created_at=created_at, status=status, fallback=False,
         charged=charged, refunded=refunded, cost_micros=cost_micros,

@@ -57,7 +57,7 @@ async def h(tmp_path: Path) -> AsyncIterator[CoreHarness]:
         assert harness.app is not None
         async with harness.app.sessions() as session, session.begin():
             await grant_credits(session, USER, START_CREDITS - 10, reason="grant")
-        harness.app.life.retry_delays = (0.01, 0.02)
+        harness.app.life.durable.retry_delays = (0.01, 0.02)
         harness.replicate.polls_until_done = 2
         yield harness
 
@@ -82,7 +82,7 @@ async def restart(h: CoreHarness, injector: Injector, update_id: int) -> None:
     h.settings = h.settings.model_copy(update={"bot_token": SecretStr(h.tg.token)})
     await h.boot()
     assert h.app is not None
-    h.app.life.retry_delays = (0.01, 0.02)
+    h.app.life.durable.retry_delays = (0.01, 0.02)
     await h.feed(update_id)
     if old is not None:
         with contextlib.suppress(BaseException):

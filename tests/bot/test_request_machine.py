@@ -66,7 +66,7 @@ class RequestLives(RuleBasedStateMachine):
 
     def _tune(self) -> None:
         assert self.h.app is not None
-        self.h.app.life.retry_delays = (0.01,)
+        self.h.app.life.durable.retry_delays = (0.01,)
 
     async def _hold(self, fake: FakeOpenAI, call: Call) -> None:
         """The provider's answer to each new question waits for a rule to decide it."""

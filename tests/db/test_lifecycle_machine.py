@@ -266,7 +266,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(user=users)
     def cancel_open(self, user: int) -> None:
         mine = sorted(rid for rid, want in self.expected.items() if want.user == user and want.open)
-        delivering = [rid for rid in mine if self.expected[rid].delivering]
+        # a cancel refunds only before the answer starts to go out, and never once part of it arrived
+        delivering = [rid for rid in mine if self.expected[rid].delivering or self.expected[rid].delivered]
         outcome = self._write(lambda s: cancel_open(s, user))
         assert sorted(outcome.delivering) == delivering
         expected = [(rid, self._refund(rid, "canceled")) for rid in mine if rid not in delivering]
