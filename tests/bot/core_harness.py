@@ -25,6 +25,7 @@ from aiogram.types import Update
 from bot.app import BotApp, build_app
 from bot.settings import Settings
 from db.engine import upgrade_database
+from db.repo.users import grant_credits
 from providers.loader import load_providers
 from tests.support.botenv import Fakes, ProvidersFile, text_fake
 
@@ -163,6 +164,12 @@ class CoreHarness:
             return conn.execute(sql, args).fetchall()
         finally:
             conn.close()
+
+    async def user_with_credits(self, user_id: int, credits: int) -> None:
+        """A user who said /start (and got the free credits), then was granted up to `credits`."""
+        await self.say(user_id, "/start")
+        async with self.live.sessions() as session, session.begin():
+            await grant_credits(session, user_id, credits - self.settings.free_credits, reason="grant")
 
     def credits(self, user_id: int) -> int:
         return int(self.rows("SELECT credits FROM users WHERE id = ?", user_id)[0]["credits"])

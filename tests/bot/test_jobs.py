@@ -13,7 +13,6 @@ import pytest
 
 from db.periods import utcnow
 from db.repo.lifecycle import reserve_request
-from db.repo.users import grant_credits
 from tests.bot.core_harness import CoreHarness, eventually
 from tests.fakes.replicate import FILE_BYTES
 
@@ -23,10 +22,7 @@ USER = 2002
 @pytest.fixture
 async def h(tmp_path: Path) -> AsyncIterator[CoreHarness]:
     async with CoreHarness.start(tmp_path) as harness:
-        await harness.say(USER, "/start")
-        assert harness.app is not None
-        async with harness.app.sessions() as session, session.begin():
-            await grant_credits(session, USER, 30, reason="grant")
+        await harness.user_with_credits(USER, 40)
         yield harness
 
 

@@ -31,7 +31,6 @@ from pydantic import SecretStr
 
 from db.models import TERMINAL_STATUSES
 from db.periods import utcnow
-from db.repo.users import grant_credits
 from tests.bot.core_harness import FIRST_REPLY, CoreHarness, eventually
 from tests.bot.faults import STATEMENTS, Injector
 from tests.fakes.replicate import FILE_BYTES
@@ -53,11 +52,8 @@ CASES = [(kind, step, fault) for kind, steps in STEPS.items() for step in steps 
 @pytest.fixture
 async def h(tmp_path: Path) -> AsyncIterator[CoreHarness]:
     async with CoreHarness.start(tmp_path) as harness:
-        await harness.say(USER, "/start")
-        assert harness.app is not None
-        async with harness.app.sessions() as session, session.begin():
-            await grant_credits(session, USER, START_CREDITS - 10, reason="grant")
-        harness.app.life.durable.retry_delays = (0.01, 0.02)
+        await harness.user_with_credits(USER, START_CREDITS)
+        harness.live.life.durable.retry_delays = (0.01, 0.02)
         harness.replicate.polls_until_done = 2
         yield harness
 

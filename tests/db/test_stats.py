@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.periods import period_between, period_named
-from db.repo.lifecycle import close_failed, close_served, record_attempts, refuse
+from db.repo.lifecycle import close_failed, close_served, record_attempts
 from db.repo.records import AttemptRecord, ServedRecord
 from db.repo.stats import (
     cost_comparison,
@@ -21,7 +21,7 @@ from db.repo.stats import (
     user_usage,
 )
 from db.rollup_tables import bucket_bounds, latency_bucket
-from tests.db.support import OWNER, T0, make_user, reserve, serve
+from tests.db.support import OWNER, make_user, reserve
 
 Sessions = async_sessionmaker[AsyncSession]
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
@@ -159,15 +159,3 @@ async def test_any_range_works_and_open_requests_are_not_counted_yet(sessions: S
         assert await top_users(s, week) == []
         usage = await user_usage(s, 1, "UTC", now=NOW)
         assert usage is not None and usage.requests_today == 1  # the user sees what was charged
-
-
-async def test_balance_counts_only_requests_that_ran_not_refusals(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions() as s, s.begin():
-        await make_user(s, 1, credits=1)
-        rid = (await reserve(s, 1, 1, now=T0)).request_id
-        assert rid is not None and await serve(s, rid)
-        assert (await reserve(s, 1, 1, now=T0)).status == "insufficient"
-        await refuse(s, tg_id=1, update_id=None, label="L", category="text", prompt="", reason="busy", now=T0)
-        usage = await user_usage(s, 1, "UTC", now=T0)
-        assert usage is not None
-        assert (usage.requests_today, usage.requests_month) == (1, 1)
