@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, Literal
 
 from providers.types import MICROS_PER_USD, Category, Usage
@@ -15,41 +15,75 @@ from providers.types import MICROS_PER_USD, Category, Usage
 Strategy = Literal["priority", "cheapest", "fastest"]
 
 
+# Money never passes through binary floats: a price is kept as the exact decimal it was written as, and the
+# one rounding (half-up, to the whole micro-USD) happens once, on the final amount, in `round_micros`.
+_PRECISION = 60  # digits; wide enough that no product of a price and a usage count is ever rounded
+
+
+def exact(value: float | int | str | Decimal) -> Decimal:
+    """The decimal a number was written as: a float goes through its shortest repr, never its binary value."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def round_micros(value: Decimal) -> int:
+    """An exact micro-USD amount -> whole micro-USD, half-up (the only rounding money ever sees)."""
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def usd_to_micros(value: float | int | str | Decimal) -> int:
-    """Exact conversion of a price written in USD (TOML float) to integer micro-USD."""
-    return int((Decimal(str(value)) * MICROS_PER_USD).to_integral_value())
+    """A USD amount (a TOML price, a provider's reported cost) -> whole micro-USD, half-up."""
+    return round_micros(usd_to_exact_micros(value))
+
+
+def usd_to_exact_micros(value: float | int | str | Decimal) -> Decimal:
+    """A USD price -> micro-USD kept exact (a price may be a fraction of a micro-USD per unit)."""
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        return exact(value) * MICROS_PER_USD
 
 
 @dataclass(frozen=True, slots=True)
 class Prices:
-    """Prices in micro-USD. Keys in the file are USD: text_in_per_1k, text_out_per_1k, image,
-    image_edit, video, video_per_second, audio_per_1k_chars."""
+    """Prices in exact micro-USD (a Decimal: a price may be a fraction of a micro-USD per unit). Keys in the
+    file are USD: text_in_per_1k, text_out_per_1k, image, image_edit, video, video_per_second,
+    audio_per_1k_chars."""
 
-    text_in_per_1k: int = 0
-    text_out_per_1k: int = 0
-    image: int = 0
-    image_edit: int = 0
-    video: int = 0
-    video_per_second: int = 0
-    audio_per_1k_chars: int = 0
+    text_in_per_1k: Decimal = Decimal(0)
+    text_out_per_1k: Decimal = Decimal(0)
+    image: Decimal = Decimal(0)
+    image_edit: Decimal = Decimal(0)
+    video: Decimal = Decimal(0)
+    video_per_second: Decimal = Decimal(0)
+    audio_per_1k_chars: Decimal = Decimal(0)
+
+    def exact_cost(self, category: Category, usage: Usage) -> Decimal:
+        """The cost in micro-USD before any rounding; each term is an exact decimal product."""
+        with localcontext() as ctx:
+            ctx.prec = _PRECISION
+            if category is Category.TEXT:
+                return (usage.input_tokens * exact(self.text_in_per_1k)
+                        + usage.output_tokens * exact(self.text_out_per_1k)) / 1000
+            if category is Category.IMAGE:
+                return max(usage.images, 1) * exact(self.image)
+            if category is Category.IMAGE_EDIT:
+                return max(usage.images, 1) * exact(self.image_edit or self.image)
+            if category is Category.VIDEO:
+                return exact(self.video) + exact(usage.seconds) * exact(self.video_per_second)
+            if category is Category.AUDIO:
+                return usage.characters * exact(self.audio_per_1k_chars) / 1000
+            return Decimal(0)
 
     def cost_micros(self, category: Category, usage: Usage) -> int:
-        if category is Category.TEXT:
-            return (usage.input_tokens * self.text_in_per_1k + usage.output_tokens * self.text_out_per_1k) // 1000
-        if category is Category.IMAGE:
-            return max(usage.images, 1) * self.image
-        if category is Category.IMAGE_EDIT:
-            return max(usage.images, 1) * (self.image_edit or self.image)
-        if category is Category.VIDEO:
-            return self.video + int(usage.seconds * self.video_per_second)
-        if category is Category.AUDIO:
-            return usage.characters * self.audio_per_1k_chars // 1000
-        return 0
+        """What is charged and stored: the exact cost rounded once, half-up, to the micro-USD."""
+        return round_micros(self.exact_cost(category, usage))
 
-    def unit_price(self, category: Category) -> int:
-        """A comparable per-request figure, for the `cheapest` strategy (text: 1k in + 1k out)."""
-        return self.cost_micros(category, Usage(input_tokens=1000, output_tokens=1000, images=1,
-                                                seconds=5.0, characters=1000))
+    def unit_price(self, category: Category) -> Decimal:
+        """A comparable per-request figure, for the `cheapest` strategy (text: 1k in + 1k out); unrounded,
+        so two providers a fraction of a micro-USD apart still sort apart."""
+        return self.exact_cost(category, Usage(input_tokens=1000, output_tokens=1000, images=1,
+                                               seconds=5.0, characters=1000))
 
 
 @dataclass(frozen=True, slots=True)

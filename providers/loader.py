@@ -140,7 +140,7 @@ def _api_key(check: Checker, entry: str, name: str, kind: str, file_env: Any,
 def _prices(check: Checker, entry: str, body: Any) -> Prices:
     table = check.table(entry, body)
     check.keys(entry, table, set(Prices.__dataclass_fields__))
-    return Prices(**{str(k): check.usd(entry, str(k), v) for k, v in table.items()})
+    return Prices(**{str(k): check.price(entry, str(k), v) for k, v in table.items()})
 
 
 # --- routes and labels -----------------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from providers.config import ProviderConfig, usd_to_micros
+from providers.config import ProviderConfig, usd_to_exact_micros, usd_to_micros
 from providers.kinds import KINDS
 from providers.types import Category
 
@@ -82,6 +82,11 @@ class Checker:
         """A price or budget in USD -> micro-USD (exact: via the decimal text of the TOML value)."""
         self.non_negative(entry, key, value)
         return usd_to_micros(Decimal(str(value)))
+
+    def price(self, entry: str, key: str, value: Any) -> Decimal:
+        """A price in USD -> exact micro-USD, unrounded: rounding happens once, on the cost it yields."""
+        self.non_negative(entry, key, value)
+        return usd_to_exact_micros(Decimal(str(value)))
 
     def category(self, entry: str, value: Any) -> Category:
         try:
