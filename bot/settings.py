@@ -57,23 +57,25 @@ class Settings(BaseSettings):
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _parse_admin_ids(cls, value: Any) -> Any:
-        """Accept `1,2 3`, a JSON list `[1, 2]`, a single int, or an iterable of ints."""
-        if isinstance(value, int):
-            return frozenset({value})
+        """Only plain positive integers: `1,2,3` or a JSON list `[1, 2, 3]`. Anything int() or JSON would
+        bend into a number (`1_2_3`, `123.9`, `true`, `1e3`, Arabic-Indic digits) is refused, naming the
+        bad value: a silently wrong admin id either locks the owner out or lets a stranger in."""
         if isinstance(value, str):
             text = value.strip()
             if not text:
                 return frozenset()
             if text.startswith("["):
                 try:
-                    return frozenset(int(v) for v in json.loads(text))
-                except (ValueError, TypeError) as exc:
+                    items = json.loads(text)
+                except ValueError as exc:
                     raise ValueError(f"ADMIN_IDS is not a JSON list of integers: {text!r}") from exc
-            try:
-                return frozenset(int(part) for part in re.split(r"[,\s;]+", text) if part)
-            except ValueError as exc:
-                raise ValueError(f"ADMIN_IDS must be comma-separated Telegram ids, got {text!r}") from exc
-        return value
+                if not isinstance(items, list):
+                    raise ValueError(f"ADMIN_IDS is not a JSON list of integers: {text!r}")
+                return frozenset(_admin_id(item, text=False) for item in items)  # JSON "7" is text, not an id
+            return frozenset(_admin_id(part.strip()) for part in text.split(","))
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return frozenset(_admin_id(item, text=False) for item in value)
+        return frozenset({_admin_id(value, text=False)})
 
     @field_validator("digest_time", mode="before")
     @classmethod
@@ -113,6 +115,19 @@ class Settings(BaseSettings):
 
     def is_admin(self, tg_id: int) -> bool:
         return tg_id in self.admin_ids
+
+
+_PLAIN_ID = re.compile(r"[1-9][0-9]*")  # ASCII digits only: `\d` and int() also take other scripts' digits
+
+
+def _admin_id(item: Any, text: bool = True) -> int:
+    """One admin id: an int (never a bool or float), or where `text`, a string of ASCII digits."""
+    if text and isinstance(item, str) and _PLAIN_ID.fullmatch(item):
+        return int(item)
+    if type(item) is int and item > 0:
+        return item
+    raise ValueError(f"ADMIN_IDS holds {item!r}, which is not a Telegram user id (a plain positive integer; "
+                     "write ADMIN_IDS=1,2,3 or ADMIN_IDS=[1, 2, 3])")
 
 
 def provider_env(env_file: str | Path | None = ".env") -> dict[str, str]:
