@@ -15,6 +15,7 @@ from loguru import logger
 from pydantic import ValidationError
 
 from bot.errors import StartupError
+from bot.redaction import RedactingSink, provider_keys, remember
 from bot.settings import Settings, provider_env
 from db.engine import safe_url, upgrade_database
 from providers.config import ProvidersConfig
@@ -34,18 +35,11 @@ class _InterceptHandler(logging.Handler):
 
 
 def configure_logging(level: str, secrets: list[str]) -> None:
-    """loguru to stderr at LOG_LEVEL; any secret that would reach a line is masked (the bot token sits
-    in every Bot API URL)."""
-    hidden = [s for s in secrets if s]
-
-    def mask(record: dict) -> None:  # type: ignore[type-arg]
-        for secret in hidden:
-            if secret in record["message"]:
-                record["message"] = record["message"].replace(secret, "***")
-
+    """loguru to stderr at LOG_LEVEL, through a sink that masks every secret in the whole line, exception
+    and traceback included (the bot token sits in every Bot API URL an aiohttp error quotes)."""
+    remember(secrets)
     logger.remove()
-    logger.configure(patcher=mask)  # type: ignore[arg-type]
-    logger.add(sys.stderr, level=level, backtrace=False, diagnose=False,
+    logger.add(RedactingSink(), level=level, backtrace=False, diagnose=False,
                format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{line} | {message}")
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     # httpx logs every provider request at INFO ("HTTP Request: POST ..."): a line per call routed through
@@ -70,11 +64,12 @@ def main() -> int:
     if not _TOKEN.fullmatch(token):  # checked here, not by aiogram: importing it takes seconds
         return fail("BOT_TOKEN does not look like a bot token (digits:letters, from @BotFather)")
     env = provider_env()
-    configure_logging(settings.log_level, [token, *_provider_keys(env)])
+    configure_logging(settings.log_level, [token, *provider_keys(env)])
     try:
         config = load_providers(settings.providers_file, env=env)
     except ProvidersFileError as exc:
         return fail(str(exc))
+    remember(p.api_key for p in config.providers.values())  # a key under a name of the file's choosing
     try:
         asyncio.run(run(settings, config))
     except KeyboardInterrupt:
@@ -82,10 +77,6 @@ def main() -> int:
     except StartupError as exc:
         return fail(str(exc))
     return 0
-
-
-def _provider_keys(env: dict[str, str]) -> list[str]:
-    return [v for k, v in env.items() if len(v) >= 8 and k.endswith(("_API_KEY", "_API_TOKEN", "_KEY", "_TOKEN"))]
 
 
 async def run(settings: Settings, config: ProvidersConfig) -> None:

@@ -25,6 +25,7 @@ from providers.budget import DailySpend
 from providers.config import ManagerSettings
 from providers.errors import Attempt, ErrorKind, ProviderError
 from providers.health import Alert, Block, Clock, HealthBook, Ticket
+from providers.redact import redact
 from providers.result import Reporter
 from providers.routing import Candidate, LatencyBook
 from providers.types import AdapterResult, Category
@@ -99,6 +100,10 @@ class AttemptRun:
             return False
         if self.job_id is not None:
             error.job_id = error.job_id or self.job_id
+        # Every failure passes here on its way to the log, the alerts and the request log: the one place
+        # that keeps the provider's own key out of them, whatever the adapter echoed.
+        error.message = redact(error.message, [self.candidate.adapter.config.api_key])
+        error.args = (error.message,)  # repr() shows args, not the message
         self.output, self.error = None, error
         self.attempt = await self._failed(error)
         return True

@@ -14,6 +14,7 @@ from loguru import logger
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.redaction import scrub
 from bot.services.writes import WriteQueue
 from db.repo.records import AttemptRecord, ServedRecord
 from providers import Attempt, Result
@@ -38,7 +39,7 @@ def attempt_record(attempt: Attempt) -> AttemptRecord:
         provider=attempt.provider, model=attempt.model, category=str(attempt.category), order=attempt.order,
         kind=None if attempt.kind is None else str(attempt.kind), http_status=attempt.status,
         latency_ms=attempt.latency_ms, cost_micros=attempt.cost_micros, job_id=attempt.job_id,
-        message=attempt.message, started_at=attempt.started_at)
+        message=scrub(attempt.message), started_at=attempt.started_at)
 
 
 def served_record(result: Result) -> ServedRecord:

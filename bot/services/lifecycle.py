@@ -32,6 +32,7 @@ from aiogram.exceptions import TelegramAPIError
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.redaction import scrub
 from bot.services.answers import AnswerFailed, Answers, Ask, Delivered, Work, WorkState
 from bot.services.delivery import MediaFetchError
 from bot.services.durable import DurableWrites, WriteFailed, attempt_record, served_record
@@ -274,7 +275,7 @@ class RequestLife:
         when the database keeps failing)."""
         rid, owner, attempts = run.request_id, self.leases.owner, list(run.successes)
         closed = await self.write(lambda s: lifecycle.close_failed(
-            s, rid, owner, error_kind=kind, message=message[:500], canceled=canceled, attempts=attempts,
+            s, rid, owner, error_kind=kind, message=scrub(message)[:500], canceled=canceled, attempts=attempts,
             delivered=run.delivered), rid)
         self.leases.drop(rid)
         return closed
