@@ -1,5 +1,10 @@
 """Upsert the Telegram user on every update and give handlers `user` and `t`.
 
+Only a person gets that far. An update with no sender, from a bot, or sent on behalf of a chat
+(`sender_chat`: an anonymous group admin is `from` GroupAnonymousBot, a post as a channel is Channel_Bot,
+a linked channel's auto-forward is the non-bot 777000) is dropped here, before any handler: there is no
+one to charge, to answer in their language, or to check against ADMIN_IDS, and every handler relies on it.
+
 The upsert is committed at once (through the write queue, batched with other users' writes): a
 generation can run for minutes, and holding SQLite's write lock that long would stall every other user.
 """
@@ -10,7 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject, User
+from aiogram.types import TelegramObject, Update, User
+from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Translate, language_for
@@ -23,8 +29,9 @@ class UserContext(BaseMiddleware):
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
         tg_user: User | None = data.get("event_from_user")
-        if tg_user is None or tg_user.is_bot:
-            return await handler(event, data)
+        if tg_user is None or tg_user.is_bot or _on_behalf_of_a_chat(event):
+            logger.debug("update from {} ignored: not a person", "nobody" if tg_user is None else tg_user.id)
+            return None
         settings: Settings = data["settings"]
 
         def upsert(session: AsyncSession) -> Awaitable[UserView]:
@@ -38,3 +45,8 @@ class UserContext(BaseMiddleware):
         data["user"] = view
         data["t"] = Translate(language_for(view.language))
         return await handler(event, data)
+
+
+def _on_behalf_of_a_chat(event: TelegramObject) -> bool:
+    inner = event.event if isinstance(event, Update) else event
+    return getattr(inner, "sender_chat", None) is not None

@@ -44,6 +44,12 @@ class _Pending:
         return next(k for k in self.update if k != "update_id")
 
 
+# The `from` Telegram puts on messages sent on behalf of a chat; `sender_chat` then names the chat.
+GROUP_ANONYMOUS_BOT = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+CHANNEL_BOT = {"id": 136817688, "is_bot": True, "first_name": "Channel", "username": "Channel_Bot"}
+SERVICE_USER = {"id": 777000, "is_bot": False, "first_name": "Telegram"}  # a linked channel's auto-forward
+
+
 class FakeTelegram(FakeServer):
     """State the tests read: `sent` (chat id -> SentMessage list), `commands` (setMyCommands payloads),
     `actions` (chat actions), `callback_answers`, `files`, `polls` (getUpdates calls so far), `delivered`,
@@ -169,6 +175,19 @@ class FakeTelegram(FakeServer):
         query = {"id": query_id, "from": user, "message": message, "chat_instance": f"-{user_id}77",
                  "data": data}
         return self.push_update({"callback_query": query})
+
+    def push_group_message(self, group_id: int, text: str, *, sender: dict[str, Any],
+                           sender_chat: dict[str, Any] | None = None, **extra: Any) -> int:
+        """A message in a group from any `from` (e.g. one of NOT_PEOPLE), with `sender_chat` when Telegram
+        sends on behalf of a chat (anonymous admins, posts as a channel, a linked channel's auto-forward)."""
+        body: dict[str, Any] = {"text": text, **extra}
+        if entities := _command_entities(text):
+            body["entities"] = entities
+        if sender_chat is not None:
+            body["sender_chat"] = sender_chat
+        message = self.new_message(group_id, sender, body)
+        message["chat"] = {"id": group_id, "type": "supergroup", "title": "A group"}
+        return self.push_update({"message": message})
 
     def push_update(self, raw: dict[str, Any]) -> int:
         """Queue any update (an update_id is assigned when missing); returns its update_id."""
