@@ -1,5 +1,7 @@
 """Per-user flood control: more than `rate` updates in `window` seconds are dropped, and the user is told
-to slow down at most once per window. /cancel always gets through."""
+to slow down at most once per window. The bot's own /cancel always gets through: exactly what the /cancel
+handler's Command filter accepts (`/cancel` or `/cancel@<this bot>`), so nothing that would reach any other
+handler (`/cancel@someone_else hi` is chat text) skips the limit."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command
 from aiogram.types import Chat, TelegramObject, Update, User
 from loguru import logger
 
@@ -48,7 +51,7 @@ class Throttling(BaseMiddleware):
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
-        if user is None or _is_cancel(event):
+        if user is None or await _is_own_cancel(event, data.get("bot")):
             return await handler(event, data)
         allowed, warn = self.allow(user.id)
         if allowed:
@@ -64,6 +67,15 @@ class Throttling(BaseMiddleware):
         return None
 
 
-def _is_cancel(event: TelegramObject) -> bool:
+_CANCEL = Command("cancel")  # the very filter bot/handlers/cancel.py registers
+
+
+async def _is_own_cancel(event: TelegramObject, bot: Bot | None) -> bool:
     message = event.message if isinstance(event, Update) else None
-    return bool(message and message.text and message.text.split(maxsplit=1)[0].split("@")[0] == "/cancel")
+    if message is None or bot is None:
+        return False
+    try:
+        return bool(await _CANCEL(message, bot))  # asks getMe (cached) only when a mention is present
+    except TelegramAPIError as exc:
+        logger.debug("could not learn the bot's username, /cancel is throttled: {}", exc)
+        return False
