@@ -23,6 +23,7 @@ from aiogram.types import Message
 from loguru import logger
 
 from bot.i18n import Translate
+from bot.services.captions import caption_html
 from bot.services.delivery import MediaFetchError, TextStreamer, media_bytes, send_media
 from bot.services.progress import ProgressMessage, chat_action
 from bot.services.telegram_retry import with_retry
@@ -43,7 +44,6 @@ from providers import (
 # "typing..." shows only when the first words take longer than this. Both halve Bot API calls under load.
 FIRST_SHOW_S = 0.3
 TYPING_AFTER_S = 0.5
-CAPTION_CHARS = 900  # Telegram captions hold 1024 characters after entity parsing
 ACTIONS = {Category.TEXT: "typing", Category.IMAGE: "upload_photo", Category.IMAGE_EDIT: "upload_photo",
            Category.VIDEO: "record_video", Category.AUDIO: "upload_voice"}
 
@@ -208,7 +208,7 @@ class Answers:
     async def deliver(self, ask: Ask, request: GenerationRequest, files: list[tuple[bytes, str]],
                       gate: Gate) -> None:
         prompt = request.prompt.strip()
-        caption = escape(prompt[:CAPTION_CHARS]) if prompt and request.category is not Category.AUDIO else None
+        caption = caption_html(prompt) if prompt and request.category is not Category.AUDIO else None
         as_document = request.edit_op is EditOp.UPSCALE  # a photo would be recompressed, undoing the upscale
         await gate.delivering()
         for index, (data, mime) in enumerate(files):

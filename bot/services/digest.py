@@ -37,6 +37,7 @@ from bot.services.reports import (
     user_name,
 )
 from bot.services.telegram_retry import with_retry
+from bot.services.textfmt import u16len
 from bot.settings import Settings
 from db.periods import Period, period_named
 from db.repo.stats import digest, provider_stats
@@ -123,9 +124,9 @@ async def _render(data: DigestData, t: Translate, settings: Settings) -> tuple[s
     png = await asyncio.to_thread(chart_png, data, t, settings)
     blocks = digest_blocks(data, t, settings)
     whole = "\n\n".join(blocks)
-    if len(whole) <= CAPTION_LIMIT:  # HTML is never shorter than the text Telegram counts
+    if u16len(whole) <= CAPTION_LIMIT:  # HTML is never shorter than the UTF-16 text Telegram counts
         return whole, [], png
-    if len(blocks[0]) <= CAPTION_LIMIT:
+    if u16len(blocks[0]) <= CAPTION_LIMIT:
         return blocks[0], split_blocks(blocks[1:]), png
     return "", split_blocks(blocks), png
 

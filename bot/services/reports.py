@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 
 from bot.i18n import Translate
+from bot.services.textfmt import u16len
 from db.periods import Period
 from db.repo.stats_types import ProviderStats, RequestTotals, UserUsage
 from db.repo.users import UserView
@@ -131,7 +132,7 @@ def split_blocks(blocks: Sequence[str], limit: int = TELEGRAM_LIMIT) -> list[str
     current = ""
     for block in (b for piece in blocks for b in _cut_block(piece, limit)):
         candidate = f"{current}\n\n{block}" if current else block
-        if len(candidate) <= limit:
+        if u16len(candidate) <= limit:  # Telegram counts UTF-16 units: an emoji in a name is two
             current = candidate
             continue
         messages.append(current)
@@ -142,7 +143,7 @@ def split_blocks(blocks: Sequence[str], limit: int = TELEGRAM_LIMIT) -> list[str
 
 
 def _cut_block(block: str, limit: int) -> list[str]:
-    if len(block) <= limit:
+    if u16len(block) <= limit:
         return [block]
     is_pre = block.startswith("<pre>") and block.endswith("</pre>")
     body = block[5:-6] if is_pre else block
@@ -152,7 +153,7 @@ def _cut_block(block: str, limit: int) -> list[str]:
     for line in body.split("\n"):
         line = line[: limit - wrap]  # a lone over-long line is cut; not produced by our own tables
         candidate = f"{current}\n{line}" if current else line
-        if len(candidate) + wrap > limit:
+        if u16len(candidate) + wrap > limit:
             parts.append(current)
             candidate = line
         current = candidate
