@@ -1,22 +1,22 @@
 """The bot's settings: one pydantic-settings class read from the environment and `.env`.
 
 Every field is documented in `.env.example`. Provider API keys are not here: the providers loader reads
-them from the environment (see `provider_env()`, which also folds in the `.env` file).
+them from the environment (see `providers.env.provider_env()`, which also folds in the `.env` file).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import time
-from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# re-exported: the bot and `python -m providers` share one reading of `.env` for provider keys
+from providers.env import provider_env as provider_env
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -128,16 +128,3 @@ def _admin_id(item: Any, text: bool = True) -> int:
         return item
     raise ValueError(f"ADMIN_IDS holds {item!r}, which is not a Telegram user id (a plain positive integer; "
                      "write ADMIN_IDS=1,2,3 or ADMIN_IDS=[1, 2, 3])")
-
-
-def provider_env(env_file: str | Path | None = ".env") -> dict[str, str]:
-    """The environment the providers loader reads keys from: the `.env` file under the real environment.
-
-    pydantic-settings reads `.env` only into its own fields; provider keys (OPENAI_API_KEY, ...) would be
-    lost without this. The real environment wins, as it does for Settings.
-    """
-    merged: dict[str, str] = {}
-    if env_file is not None and Path(env_file).is_file():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    merged.update(os.environ)
-    return merged

@@ -5,6 +5,8 @@
     python -m providers try image_edit "remove the car" --image in.png --edit-op inpaint
     python -m providers check
 
+Provider keys are read as the bot reads them: the environment, over `./.env` when it exists.
+
 Exit codes: 0 served / file fine, 1 every provider failed, 2 a usage or providers-file error.
 """
 
@@ -22,6 +24,7 @@ import httpx
 from loguru import logger
 
 from providers.config import ProvidersConfig
+from providers.env import provider_env
 from providers.errors import AllProvidersFailed, Attempt
 from providers.loader import ProvidersFileError, load_providers
 from providers.manager import ProviderManager
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     logger.remove()
     logger.add(sys.stderr, level="DEBUG" if args.verbose else "ERROR")
     try:
-        config = load_providers(args.file)
+        # the bot's reading of the environment (`.env` under the real one): `check` must see what it sees
+        config = load_providers(args.file, env=provider_env())
     except ProvidersFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

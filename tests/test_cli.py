@@ -38,9 +38,12 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
         yield server
 
 
-async def run(tmp_path: Path, fake: FakeOpenAI, *args: str, text: str = FILE) -> tuple[int, str, str]:
+async def run(tmp_path: Path, fake: FakeOpenAI, *args: str, text: str = FILE,
+              dotenv: str | None = None) -> tuple[int, str, str]:
     providers_file = tmp_path / "providers.toml"
     providers_file.write_text(textwrap.dedent(text))
+    if dotenv is not None:  # in the subprocess's cwd, where the bot would read it
+        (tmp_path / ".env").write_text(dotenv)
     # Only what the CLI needs: no real key from the developer's shell can leak into the run.
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "PROVIDERS_FILE": str(providers_file),
            "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": fake.url}
@@ -109,3 +112,21 @@ async def test_bad_file_and_bad_usage_exit_2(tmp_path: Path, fake: FakeOpenAI) -
     assert code == 2 and "unknown label 'Nope'" in err
     code, _, err = await run(tmp_path, fake, "try", "image_edit", "remove the car")
     assert code == 2 and "needs --image" in err
+
+
+async def test_check_reads_keys_from_dotenv_in_the_working_directory(tmp_path: Path, fake: FakeOpenAI) -> None:
+    code, out, err = await run(tmp_path, fake, "check", dotenv="ANTHROPIC_API_KEY=a-from-file\n")
+    assert code == 0, err
+    assert "no API key (set ANTHROPIC_API_KEY)" not in out
+    assert "text        priority  openai > anthropic" in out and "2 of 2 providers enabled" in out
+    assert "a-from-file" not in out + err
+
+
+async def test_the_environment_wins_over_dotenv(tmp_path: Path, fake: FakeOpenAI) -> None:
+    dotenv = "OPENAI_API_KEY=file-key\nOPENAI_BASE_URL=http://from-dotenv.invalid/v1\n"
+    code, out, err = await run(tmp_path, fake, "check", dotenv=dotenv)
+    assert code == 0, err
+    assert fake.url in out and "from-dotenv.invalid" not in out
+    code, out, err = await run(tmp_path, fake, "try", "text", "hi", dotenv=dotenv)
+    assert code == 0, err
+    assert fake.calls[-1].headers.get("Authorization") == "Bearer test-key"  # the environment's key
