@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import sys
+from typing import TYPE_CHECKING
 
 from loguru import logger
 from pydantic import ValidationError
@@ -17,10 +18,14 @@ from pydantic import ValidationError
 from bot.errors import StartupError
 from bot.redaction import RedactingSink, provider_keys, remember
 from bot.settings import Settings, provider_env
+from bot.stopping import Serving, stop_on_signals
 from db.engine import safe_url, upgrade_database
 from providers.config import ProvidersConfig
 from providers.loader import load_providers
 from providers.loader_checks import ProvidersFileError
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
 
 _TOKEN = re.compile(r"\d+:[\w-]+")
 
@@ -82,24 +87,33 @@ def main() -> int:
 async def run(settings: Settings, config: ProvidersConfig) -> None:
     from bot.app import build_app
 
+    stop = stop_on_signals()  # first: a signal during migration or the wait for Telegram is a clean stop too
     try:
         await asyncio.to_thread(upgrade_database, settings.database_url)
     except Exception as exc:
         logger.opt(exception=exc).debug("migration failed")
         raise StartupError(f"cannot migrate the database at {safe_url(settings.database_url)}: {exc}") from exc
     app = build_app(settings, config)
+    serving = Serving(stop)
     try:
-        await app.wait_for_telegram(delete_webhook=not settings.webhook_url)
-        if settings.webhook_url:
-            from bot.webhook import run_webhook
-
-            await run_webhook(app)
-        else:
-            await app.dp.start_polling(app.bot, handle_as_tasks=True, close_bot_session=False,
-                                       allowed_updates=app.dp.resolve_used_update_types())
+        await serving.run(_serve(app, serving), app.dp.stop_polling)
     finally:
         await app.aclose()
         logger.info("stopped")
+
+
+async def _serve(app: BotApp, serving: Serving) -> None:
+    await app.wait_for_telegram(delete_webhook=not app.settings.webhook_url)
+    if app.settings.webhook_url:
+        from bot.webhook import run_webhook
+
+        serving.started(ends_itself=True)
+        await run_webhook(app, serving.stop)
+    else:
+        serving.started(ends_itself=False)
+        # handle_signals=False: our handlers (bot.stopping) stay in place and stop polling through the dispatcher
+        await app.dp.start_polling(app.bot, handle_as_tasks=True, close_bot_session=False, handle_signals=False,
+                                   allowed_updates=app.dp.resolve_used_update_types())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import signal
 from urllib.parse import urlsplit
 
 from aiogram.exceptions import TelegramAPIError
@@ -19,6 +18,7 @@ from loguru import logger
 
 from bot.app import BotApp
 from bot.errors import StartupError
+from bot.stopping import stop_on_signals
 
 
 async def run_webhook(app: BotApp, stop: asyncio.Event | None = None) -> None:
@@ -35,7 +35,7 @@ async def run_webhook(app: BotApp, stop: asyncio.Event | None = None) -> None:
     await runner.setup()
     await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
     logger.info("webhook server on {}:{}{}", settings.webhook_host, settings.webhook_port, path)
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     try:
         try:
             await app.bot.set_webhook(settings.webhook_url, secret_token=secret,
@@ -47,10 +47,3 @@ async def run_webhook(app: BotApp, stop: asyncio.Event | None = None) -> None:
         logger.info("stopping the webhook server")
         await runner.cleanup()
 
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
