@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from dataclasses import dataclass
 from html import escape
+from typing import TYPE_CHECKING
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
@@ -18,6 +20,9 @@ from bot.services.answers import Ask
 from bot.services.generation import GenerationService
 from db.repo.users import UserView
 from providers.types import Category, EditOp, GenerationRequest
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer is 3.12+
 
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the Bot API's getFile limit
 OPS = {
@@ -107,21 +112,59 @@ async def cmd_edit(message: Message, command: CommandObject, bot: Bot, t: Transl
         await ask.say(t("usage.edit"))
         return
     file_id, size, mime = photo
+    request = GenerationRequest(Category.IMAGE_EDIT, prompt=parsed.prompt, image_mime=mime, edit_op=parsed.op,
+                                search_prompt=parsed.search)
+    # before the download: a busy user's photo would be fetched only to be refused
+    if await generation.refused_as_busy(ask, user, request):
+        return
     if size > DOWNLOAD_LIMIT:
         await ask.say(t("errors.photo_too_big"))
         return
-    buffer = io.BytesIO()
     try:
-        await bot.download(file_id, destination=buffer)
+        image = await download_capped(bot, file_id, DOWNLOAD_LIMIT)
+    except TooBig:
+        await ask.say(t("errors.photo_too_big"))
+        return
     except TelegramAPIError as exc:
         logger.info("photo download failed for user {}: {}", user.tg_id, exc)
-    if not buffer.getvalue():
+        image = b""
+    if not image:
         await ask.say(t("errors.photo_failed"))
         return
-    request = GenerationRequest(Category.IMAGE_EDIT, prompt=parsed.prompt, image=buffer.getvalue(), image_mime=mime,
-                                edit_op=parsed.op, search_prompt=parsed.search)
-    await generation.media(ask, user, request, "usage.edit")
+    await generation.media(ask, user, dataclasses.replace(request, image=image), "usage.edit")
 
+
+class TooBig(Exception):
+    """The file is larger than the download cap."""
+
+
+class _CappedBuffer(io.BytesIO):
+    """A BytesIO that refuses to grow past `limit`: the download stops at the chunk that crosses it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def write(self, data: Buffer) -> int:
+        if self.tell() + memoryview(data).nbytes > self.limit:
+            raise TooBig
+        return super().write(data)
+
+
+async def download_capped(bot: Bot, file_id: str, limit: int) -> bytes:
+    """The file's bytes, refused (TooBig) past `limit` even when Telegram does not say its size.
+
+    getFile's file_size is checked first; when it is missing, the download itself is counted chunk by
+    chunk, so a file larger than announced (or never announced) cannot fill the memory.
+    """
+    file = await bot.get_file(file_id)
+    if file.file_size is not None and file.file_size > limit:
+        raise TooBig
+    if not file.file_path:
+        return b""
+    buffer = _CappedBuffer(limit)
+    await bot.download_file(file.file_path, destination=buffer)
+    return buffer.getvalue()
 
 def router() -> Router:
     """A fresh router for one Dispatcher."""

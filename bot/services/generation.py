@@ -47,6 +47,11 @@ class GenerationService:
         await self.life.serve(ask, label, request, self.answers.text,
                               history_chars=max(0, self.settings.history_max_chars - len(text)))
 
+    async def refused_as_busy(self, ask: Ask, user: UserView, request: GenerationRequest) -> bool:
+        """True when the user was told to wait for their running request (see RequestLife.refused_as_busy)."""
+        label = self.label_for(user, request.category)
+        return label is not None and await self.life.refused_as_busy(ask, label, request)
+
     async def media(self, ask: Ask, user: UserView, request: GenerationRequest, usage_key: str) -> None:
         label = self.label_for(user, request.category)
         if label is None:

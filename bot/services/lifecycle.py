@@ -173,6 +173,14 @@ class RequestLife:
             self.leases.hold(reservation.request_id)
         return reservation, past
 
+    async def refused_as_busy(self, ask: Ask, label: LabelConfig, request: GenerationRequest) -> bool:
+        """Refuse now, as serve() would, when a request of the user's is running: lets a handler skip
+        costly preparation (downloading a photo) that serve() would throw away. serve() still decides."""
+        if self.slots.get(ask.user_id) is None:
+            return False
+        await self._refuse_busy(ask, label, request)
+        return True
+
     async def _refuse_busy(self, ask: Ask, label: LabelConfig, request: GenerationRequest) -> None:
         try:
             await self.write(lambda s: lifecycle.refuse(

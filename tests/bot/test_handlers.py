@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.handlers.media import DOWNLOAD_LIMIT
 from db.repo.users import grant_credits
 from tests.bot.core_harness import FIRST_REPLY, SECOND_REPLY, CoreHarness, eventually
 from tests.fakes.openai import PNG_1X1, openai_error
@@ -259,6 +260,31 @@ async def test_edit_sends_the_users_photo_and_delivers_the_result(h: CoreHarness
     assert call.form["image"] == PNG_1X1 and call.form["prompt"] == "a red hat"
     assert len(h.tg.media(USER, "photo")) == 1
     assert h.credits(USER) == 7
+
+
+async def test_a_busy_users_edit_is_told_to_wait_without_downloading_the_photo(h: CoreHarness) -> None:
+    h.first.latency_s = 1.0
+    first = h.say_later(USER, "slow question")
+    await eventually(lambda: chat_calls(h.first))
+    await h.feed(h.tg.push_photo(USER, PNG_1X1, caption="/edit upscale"))
+    assert "still running" in (h.tg.last_text(USER) or "")
+    assert h.tg.downloads == [] and h.tg.calls_of("getFile") == []
+    await first
+    assert h.first.calls_to("/images/edits") == []
+    assert [r["status"] for r in h.requests(USER)] == ["served", "refused"]
+
+
+async def test_a_photo_without_file_size_past_the_cap_is_refused(h: CoreHarness) -> None:
+    too_big = PNG_1X1 + bytes(DOWNLOAD_LIMIT)  # Telegram says nothing of its size: the download is counted
+    await h.feed(h.tg.push_photo(USER, too_big, caption="/edit upscale", with_size=False))
+    assert "too large" in (h.tg.last_text(USER) or "")
+    assert h.first.calls_to("/images/edits") == [] and h.requests(USER) == [] and h.credits(USER) == 10
+
+
+async def test_a_photo_without_file_size_under_the_cap_is_edited(h: CoreHarness) -> None:
+    await h.feed(h.tg.push_photo(USER, PNG_1X1, caption="/edit inpaint a red hat", with_size=False))
+    [call] = h.first.calls_to("/images/edits")
+    assert call.form["image"] == PNG_1X1 and len(h.tg.downloads) == 1
 
 
 async def test_language_can_be_switched(h: CoreHarness) -> None:

@@ -151,12 +151,14 @@ class FakeTelegram(FakeServer):
         return self.push_update({"message": message})
 
     def push_photo(self, user_id: int, photo_bytes: bytes, caption: str = "", *, first_name: str = "Tester",
-                   language_code: str = "en", username: str | None = None) -> int:
+                   language_code: str = "en", username: str | None = None, with_size: bool = True) -> int:
+        """A user's photo; `with_size=False`: no file_size on it or from getFile, as Telegram may do."""
         user = self.remember_user(user_id, first_name, language_code, username, None)
         stored = self.store_file(photo_bytes, "photos", ".jpg", "image/jpeg")
+        stored.size_known = with_size
         width, height = image_size(photo_bytes) or (0, 0)
-        size = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": len(photo_bytes),
-                "width": width, "height": height}
+        size = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "width": width, "height": height,
+                **({"file_size": len(photo_bytes)} if with_size else {})}
         extra: dict[str, Any] = {"photo": [size]}
         if caption:
             extra["caption"] = caption
@@ -221,6 +223,11 @@ class FakeTelegram(FakeServer):
 
     def pending_updates(self) -> int:
         return len(self._pending)
+
+    @property
+    def downloads(self) -> list[Call]:
+        """Requests of the file route (/file/bot<token>/<path>): what the bot downloaded."""
+        return [c for c in self.calls if c.path.startswith("/file/")]
 
     def calls_of(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.path.lower().endswith("/" + method.lower())]

@@ -224,10 +224,11 @@ class StoredFile:
     file_path: str
     filename: str = ""
     mime_type: str = ""
+    size_known: bool = True  # file_size is optional in the Bot API: False leaves it out everywhere
 
     def api(self) -> dict[str, Any]:
-        return {"file_id": self.file_id, "file_unique_id": self.file_unique_id, "file_size": len(self.data),
-                "file_path": self.file_path}
+        sized = {"file_size": len(self.data)} if self.size_known else {}
+        return {"file_id": self.file_id, "file_unique_id": self.file_unique_id, **sized, "file_path": self.file_path}
 
 
 @dataclass
