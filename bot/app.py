@@ -142,7 +142,8 @@ def build_app(settings: Settings, config: ProvidersConfig) -> BotApp:
     catalogue = manager.catalogue
     logger.info("providers enabled: {}", ", ".join(catalogue.enabled_providers()) or "none (set their API keys)")
     writes = WriteQueue.for_url(sessions, settings.database_url)
-    media_client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0))
+    # redirects are followed by hand in providers.outbound, each hop checked: never by the client itself
+    media_client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0), follow_redirects=False)
     answers = Answers(settings, manager, media_client)
     slots, leases = Slots(), Leases(new_owner_id(), settings.request_lease_seconds)
     life = RequestLife(settings, writes, manager, bot, answers, slots, leases)

@@ -28,8 +28,12 @@ from providers.env import provider_env
 from providers.errors import AllProvidersFailed, Attempt
 from providers.loader import ProvidersFileError, load_providers
 from providers.manager import ProviderManager
+from providers.outbound import FetchError, OutboundPolicy
 from providers.result import Result
 from providers.types import Category, EditOp, GenerationRequest, Media
+
+CLI_MAX_MEDIA_BYTES = 1 << 30  # a long video fits; a provider streaming without end does not
+CLI_DOWNLOAD_S = 300.0  # the deadline of one whole download
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,15 +114,22 @@ async def _try(config: ProvidersConfig, request: GenerationRequest, args: argpar
         except ValueError as exc:  # an unknown label, or one of another category
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        files = [str(p) for p in await _save_media(manager.client, result, args.out)]
+        try:
+            policy = OutboundPolicy(manager.allowed_origins())
+            files = [str(p) for p in await _save_media(manager.client, policy, result, args.out)]
+        except FetchError as exc:  # names the host only: signed URLs carry tokens
+            print(f"error: served by {result.provider}, but its media could not be fetched: {exc}",
+                  file=sys.stderr)
+            return 1
     _print_result(result, files, as_json=args.json)
     return 0
 
 
-async def _save_media(client: httpx.AsyncClient, result: Result, out: str | None) -> list[Path]:
+async def _save_media(client: httpx.AsyncClient, policy: OutboundPolicy, result: Result,
+                      out: str | None) -> list[Path]:
     saved = []
     for n, media in enumerate(result.media):
-        data = media.data if media.data is not None else await _download(client, media)
+        data = media.data if media.data is not None else await _download(client, policy, media)
         ext = mimetypes.guess_extension(media.mime.split(";")[0]) or ".bin"
         if out:
             path = Path(out) if n == 0 else Path(out).with_stem(f"{Path(out).stem}-{n + 1}")
@@ -129,11 +140,10 @@ async def _save_media(client: httpx.AsyncClient, result: Result, out: str | None
     return saved
 
 
-async def _download(client: httpx.AsyncClient, media: Media) -> bytes:
+async def _download(client: httpx.AsyncClient, policy: OutboundPolicy, media: Media) -> bytes:
     assert media.url is not None
-    response = await client.get(media.url, timeout=120.0, follow_redirects=True)
-    response.raise_for_status()
-    return response.content
+    # the same policy as the bot's: a provider's answer must not make us read a private address
+    return await policy.fetch(client, media.url, max_bytes=CLI_MAX_MEDIA_BYTES, deadline_s=CLI_DOWNLOAD_S)
 
 
 def _attempt_line(n: int, a: Attempt) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, Literal
 
+from providers.outbound import Origin, origins
 from providers.types import MICROS_PER_USD, Category, Usage
 
 Strategy = Literal["priority", "cheapest", "fastest"]
@@ -153,6 +154,10 @@ class ProvidersConfig:
 
     def enabled_providers(self) -> dict[str, ProviderConfig]:
         return {n: p for n, p in self.providers.items() if p.enabled}
+
+    def origins(self) -> frozenset[Origin]:
+        """The origins of the enabled providers' base URLs: media there is fetched whatever its address."""
+        return origins(p.base_url for p in self.enabled_providers().values())
 
     def disabled_providers(self) -> dict[str, str]:
         return {n: f"no API key (set {p.api_key_env})" for n, p in self.providers.items() if not p.enabled}

@@ -26,6 +26,7 @@ from providers.catalogue import Catalogue
 from providers.config import LabelConfig, ProvidersConfig
 from providers.errors import AllProvidersFailed
 from providers.health import Alert, CategoryHealth, Clock, HealthBook, SystemClock
+from providers.outbound import Origin
 from providers.result import CallHooks, Reporter, Result
 from providers.routing import Candidate, Chain, LatencyBook, resolve_chain
 from providers.singleflight import ResultCache, SingleFlight
@@ -107,6 +108,10 @@ class ProviderManager:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def allowed_origins(self) -> frozenset[Origin]:
+        """Origins whose media URLs may be fetched even on loopback or private addresses (providers.outbound)."""
+        return self.config.origins()
 
     # --- routing -----------------------------------------------------------------------------
     def label(self, label: str | LabelConfig | None) -> LabelConfig | None:

@@ -39,6 +39,7 @@ from providers import (
     ProviderManager,
     Result,
 )
+from providers.outbound import OutboundPolicy
 
 # A streamed answer's first message waits this long, so a quick short answer is one message and no edits;
 # "typing..." shows only when the first words take longer than this. Both halve Bot API calls under load.
@@ -199,7 +200,9 @@ class Answers:
             yield
 
     async def _fetch(self, result: Result) -> list[tuple[bytes, str]]:
-        files = [(await media_bytes(m, self.media_client, self.settings.max_media_bytes), m.mime)
+        # the configured providers' own origins are trusted; any other URL must be https to a public address
+        policy = OutboundPolicy(self.manager.allowed_origins())
+        files = [(await media_bytes(m, self.media_client, self.settings.max_media_bytes, policy=policy), m.mime)
                  for m in result.media]
         if not files:
             raise MediaFetchError(f"{result.provider} returned no media")

@@ -3,8 +3,9 @@
 Telegram limits edits per chat, so a stream is edited at most once per interval; a `retry_after` from
 Telegram pauses intermediate edits for that long, and the final text is always delivered (waiting as
 long as Telegram asks). Text that grows past one message continues in a new message. A part Telegram
-still cannot parse is resent as plain text. Media from a provider (bytes, or a URL downloaded here with a
-size cap) is uploaded as a photo, video, voice or audio message; see `send_media` for the choices.
+still cannot parse is resent as plain text. Media from a provider (bytes, or a URL downloaded here as the
+outbound policy of providers.outbound allows, size-capped) is uploaded as a photo, video, voice or audio
+message; see `send_media` for the choices.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from aiogram import Bot
@@ -28,6 +28,7 @@ from loguru import logger
 
 from bot.services.telegram_retry import with_retry
 from bot.services.textfmt import html_to_plain, split_html
+from providers.outbound import FetchError, OutboundPolicy
 from providers.types import Media
 
 
@@ -165,11 +166,15 @@ VOICE_MIMES = frozenset({"audio/ogg", "audio/opus", "audio/mpeg", "audio/mp3", "
 
 
 class MediaFetchError(Exception):
-    """Provider media could not be fetched (HTTP failure, too large, no content)."""
+    """Provider media could not be fetched (refused by the outbound policy, HTTP failure, too large, no content)."""
 
 
-async def media_bytes(media: Media, client: httpx.AsyncClient, max_bytes: int, timeout_s: float = 120.0) -> bytes:
-    """The media's bytes: given inline, a `data:` URL, or downloaded (provider URLs expire), size-capped."""
+async def media_bytes(media: Media, client: httpx.AsyncClient, max_bytes: int, timeout_s: float = 120.0,
+                      policy: OutboundPolicy | None = None) -> bytes:
+    """The media's bytes: given inline, a `data:` URL, or downloaded (provider URLs expire), size-capped.
+
+    A URL is fetched only as `policy` allows (providers.outbound): the default trusts no origin, so loopback
+    and private addresses are refused. `timeout_s` is the deadline of the whole download."""
     if media.data is not None:
         data = media.data
     elif media.url and media.url.startswith("data:"):
@@ -178,7 +183,11 @@ async def media_bytes(media: Media, client: httpx.AsyncClient, max_bytes: int, t
         except (IndexError, ValueError) as exc:
             raise MediaFetchError("malformed data URL") from exc
     elif media.url:
-        data = await _download(media.url, client, max_bytes, timeout_s)
+        try:
+            data = await (policy or OutboundPolicy()).fetch(client, media.url, max_bytes=max_bytes,
+                                                            deadline_s=timeout_s)
+        except FetchError as exc:  # its message names the host only: signed URLs carry tokens
+            raise MediaFetchError(str(exc)) from exc
     else:
         raise MediaFetchError("the provider returned media without data or URL")
     if len(data) > max_bytes:
@@ -186,27 +195,6 @@ async def media_bytes(media: Media, client: httpx.AsyncClient, max_bytes: int, t
     if not data:
         raise MediaFetchError("the provider returned empty media")
     return data
-
-
-async def _download(url: str, client: httpx.AsyncClient, max_bytes: int, timeout_s: float) -> bytes:
-    host = urlsplit(url).hostname or "?"  # never log the whole URL: signed URLs carry tokens
-    try:
-        async with client.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
-            if response.status_code >= 400:
-                raise MediaFetchError(f"HTTP {response.status_code} from {host}")
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise MediaFetchError(f"{host} announces {declared} bytes, over the cap")
-            chunks: list[bytes] = []
-            total = 0
-            async for chunk in response.aiter_bytes():
-                total += len(chunk)
-                if total > max_bytes:
-                    raise MediaFetchError(f"{host} sent more than {max_bytes} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except httpx.HTTPError as exc:
-        raise MediaFetchError(f"download from {host} failed: {type(exc).__name__}") from exc
 
 
 def _filename(mime: str) -> str:

@@ -20,6 +20,7 @@ from PIL import Image
 from bot.services.delivery import MediaFetchError, TextStreamer, media_bytes, send_media
 from bot.services.progress import ProgressMessage, chat_action
 from bot.services.textfmt import plain_text
+from providers.outbound import OutboundPolicy, origins
 from providers.types import Media
 from tests.bot.core_harness import CoreHarness
 from tests.fakes.base import FakeServer
@@ -149,12 +150,16 @@ class FileHost(FakeServer):
 
 async def test_media_bytes_downloads_with_a_size_cap() -> None:
     async with FileHost() as host, httpx.AsyncClient() as client:
-        assert await media_bytes(Media("image/png", url=f"{host.url}/100.png"), client, 1000) == b"x" * 100
+        policy = OutboundPolicy(origins([host.url]))  # loopback is fetched only as a configured origin
+        with pytest.raises(MediaFetchError, match="plain http"):
+            await media_bytes(Media("image/png", url=f"{host.url}/100.png"), client, 1000)
+        assert await media_bytes(Media("image/png", url=f"{host.url}/100.png"), client, 1000,
+                                 policy=policy) == b"x" * 100
         with pytest.raises(MediaFetchError, match="over the cap"):
-            await media_bytes(Media("image/png", url=f"{host.url}/5000.png"), client, 1000)
+            await media_bytes(Media("image/png", url=f"{host.url}/5000.png"), client, 1000, policy=policy)
         host.fail_next(404, {"error": "expired"})
         with pytest.raises(MediaFetchError, match="HTTP 404"):
-            await media_bytes(Media("image/png", url=f"{host.url}/10.png"), client, 1000)
+            await media_bytes(Media("image/png", url=f"{host.url}/10.png"), client, 1000, policy=policy)
         assert await media_bytes(Media("image/png", url="data:image/png;base64,aGk="), client, 10) == b"hi"
         with pytest.raises(MediaFetchError):
             await media_bytes(Media("image/png"), client, 10)

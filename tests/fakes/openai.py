@@ -104,6 +104,7 @@ class FakeOpenAI(FakeServer):
         self.garbage = False
         self.image_format: Literal["url", "b64_json"] = "url"  # for models without response_format
         self.image_b64: str = base64.b64encode(PNG_1X1).decode()
+        self.file_redirect: str | None = None  # /files/... answers 302 to this URL (outbound policy tests)
         self.speech_bytes = MP3_BYTES
         self.speech_content_type = "audio/mpeg"
         self.transcript = "hello from the audio"
@@ -238,6 +239,8 @@ class FakeOpenAI(FakeServer):
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         await self.record(request)
+        if self.file_redirect is not None:
+            raise web.HTTPFound(self.file_redirect)
         return web.Response(body=PNG_1X1, content_type="image/png")
 
     # --- audio ---------------------------------------------------------------------------------
