@@ -17,6 +17,8 @@ import html
 import re
 from dataclasses import dataclass
 
+from bot.services.mdscan import scan
+
 TELEGRAM_LIMIT = 4096
 
 Tag = tuple[str, str]  # (opening html, closing html)
@@ -43,16 +45,6 @@ def escape(text: str) -> str:
 # --- parsing -------------------------------------------------------------------------------
 
 _FENCE = re.compile(r"```(?:([\w#+.-]*)[^\S\n]*\n)?(.*?)(?:\n?```|\Z)", re.S)
-_INLINE = re.compile(
-    r"(?P<code>`(?P<code_body>[^`\n]+)`)"
-    r"|(?P<head>^[ \t]{0,3}\#{1,6}[ \t]+(?P<head_body>[^\n]+?)[ \t#]*$)"
-    r"|(?P<link>\[(?P<link_text>[^\]\n]+)\]\((?P<link_url>https?://[^\s()<>\"]+)\))"
-    r"|(?P<bold>\*\*(?P<bold_body>(?=\S)[^\n]*?\S)\*\*)"
-    r"|(?P<strike>~~(?P<strike_body>(?=\S)[^\n]*?\S)~~)"
-    r"|(?P<ital>(?<![\w*])\*(?P<ital_body>[^\s*][^\n*]*?(?<=[^\s*]))\*(?![\w*]))"
-    r"|(?P<ital2>(?<![\w_])_(?P<ital2_body>[^\s_][^\n_]*?(?<=[^\s_]))_(?![\w_]))",
-    re.M,
-)
 
 
 def parse(text: str) -> list[Run]:
@@ -73,36 +65,45 @@ def parse(text: str) -> list[Run]:
 def _inline(text: str, tags: tuple[Tag, ...]) -> list[Run]:
     runs: list[Run] = []
     pos = 0
-    for m in _INLINE.finditer(text):
-        if m.start() > pos:
-            runs.append(Run(text[pos:m.start()], tags))
-        if m.group("code") is not None:
-            runs.append(Run(m.group("code_body"), (CODE,)))  # Telegram: code contains and joins no entity
-        elif m.group("head") is not None:
-            runs += _inline(m.group("head_body"), (*tags, BOLD))
-        elif m.group("link") is not None:
-            href = html.escape(m.group("link_url"), quote=True)
-            runs += _inline(m.group("link_text"), (*tags, (f'<a href="{href}">', "</a>")))
+    for m in scan(text):
+        if m.start > pos:
+            runs.append(Run(text[pos:m.start], tags))
+        if m.kind == "code":
+            runs.append(Run(m.body, (CODE,)))  # Telegram: code contains and joins no entity
+        elif m.kind == "head":
+            runs += _inline(m.body, (*tags, BOLD))
+        elif m.kind == "link":
+            href = html.escape(m.url, quote=True)
+            runs += _inline(m.body, (*tags, (f'<a href="{href}">', "</a>")))
         else:
-            name = next(n for n in ("bold", "strike", "ital", "ital2") if m.group(n) is not None)
-            tag = {"bold": BOLD, "strike": STRIKE, "ital": ITALIC, "ital2": ITALIC}[name]
+            tag = _TAGS[m.kind]
             inner = tags if tag in tags else (*tags, tag)  # **a **b** c**: never nest a tag in itself
-            runs += _inline(m.group(f"{name}_body"), inner)
-        pos = m.end()
+            runs += _inline(m.body, inner)
+        pos = m.end
     if pos < len(text):
         runs.append(Run(text[pos:], tags))
     return runs
 
 
+_TAGS = {"bold": BOLD, "strike": STRIKE, "ital": ITALIC}
+
+
 def _merge(runs: list[Run]) -> list[Run]:
+    # neighbours with the same tags are joined once at the end: += in a loop would be quadratic
     out: list[Run] = []
+    texts: list[str] = []
     for run in runs:
         if not run.text:
             continue
         if out and out[-1].tags == run.tags:
-            out[-1] = Run(out[-1].text + run.text, run.tags)
-        else:
-            out.append(run)
+            texts.append(run.text)
+            continue
+        if len(texts) > 1:
+            out[-1] = Run("".join(texts), out[-1].tags)
+        out.append(run)
+        texts = [run.text]
+    if len(texts) > 1:
+        out[-1] = Run("".join(texts), out[-1].tags)
     return out
 
 
