@@ -35,6 +35,8 @@ class Run:
 
 
 def u16len(text: str) -> int:
+    if text.isascii():  # the common case, without building an encoded copy
+        return len(text)
     return len(text.encode("utf-16-le")) // 2
 
 
@@ -148,6 +150,8 @@ class _Part:
         self.atoms: list[Atom] = []
 
     def _transition(self, stack: tuple[Tag, ...], tags: tuple[Tag, ...]) -> tuple[str, tuple[Tag, ...]]:
+        if stack == tags:  # most pieces continue the formatting of the one before
+            return "", tags
         common = 0
         while common < min(len(stack), len(tags)) and stack[common] == tags[common]:
             common += 1
@@ -197,7 +201,7 @@ def _cut(atom: Atom, budget: int) -> tuple[Atom, Atom]:
     probe = _Part()
     head: list[Piece] = []
     for index, (text, tags) in enumerate(atom):
-        lo, hi = 0, len(text)
+        lo, hi = 0, min(len(text), budget)  # each character takes at least one unit: never probe more
         while lo < hi:  # binary search for the most characters of this piece that still fit
             mid = (lo + hi + 1) // 2
             if probe.cost((*head, (text[:mid], tags))) <= budget:
