@@ -204,7 +204,7 @@ def _cut(atom: Atom, budget: int) -> tuple[Atom, Atom]:
         lo, hi = 0, min(len(text), budget)  # each character takes at least one unit: never probe more
         while lo < hi:  # binary search for the most characters of this piece that still fit
             mid = (lo + hi + 1) // 2
-            if probe.cost((*head, (text[:mid], tags))) <= budget:
+            if probe.cost(((text[:mid], tags),)) <= budget:  # probe holds head: no re-walk of it
                 lo = mid
             else:
                 hi = mid - 1
@@ -215,6 +215,7 @@ def _cut(atom: Atom, budget: int) -> tuple[Atom, Atom]:
             rest = ((text[lo:], tags), *atom[index + 1:])
             return tuple(head_atom), rest
         head.append((text, tags))
+        probe.add(((text, tags),))
     return tuple(head), ()
 
 
