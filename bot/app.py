@@ -19,7 +19,13 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
@@ -107,10 +113,12 @@ class BotApp:
             except TelegramUnauthorizedError as exc:
                 raise StartupError("Telegram refused BOT_TOKEN (401 Unauthorized): check it with @BotFather") \
                     from exc
-            except TelegramNetworkError as exc:
-                logger.warning("Telegram is not reachable yet ({}); trying again in {:g} s", exc.message, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay_s)
+            except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter) as exc:
+                # a local Bot API server still starting, or Telegram's own 5xx / flood wait: all pass
+                wait = max(delay, float(getattr(exc, "retry_after", 0) or 0))
+                logger.warning("Telegram is not reachable yet ({}); trying again in {:g} s", exc.message, wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, max_delay_s)
 
     async def set_commands(self) -> None:
         """The command menu, in English by default and in each other language for its users."""
