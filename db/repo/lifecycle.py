@@ -58,14 +58,11 @@ async def reserve_request(
     now = now or utcnow()
     day_key, month_key = budget_keys(now, budget.tz)
     conn = await session.connection()
-    values = {
-        "p_user_id": tg_id, "p_chat_id": chat_id, "p_update_id": update_id, "p_label": label,
-        "p_category": str(category), "p_prompt": prompt[:PROMPT_MAX], "p_status": "running" if start else "reserved",
-        "p_route_first_provider": route_first_provider, "p_credits_charged": credits,
-        "p_budget_day_key": day_key, "p_budget_month_key": month_key, "p_created_at": now,
-        "p_owner": owner, "p_lease_until": lease_until, "p_error_kind": None, "p_finished_at": None,
-    }
-    request_id = (await conn.execute(statements.open_request(dialect_name(conn)), values)).scalar_one_or_none()
+    request_id = await _insert(
+        conn, tg_id=tg_id, chat_id=chat_id, update_id=update_id, label=label, category=category, prompt=prompt,
+        now=now, status="running" if start else "reserved", route_first_provider=route_first_provider,
+        credits_charged=credits, budget_day_key=day_key, budget_month_key=month_key, owner=owner,
+        lease_until=lease_until)
     if request_id is None:
         earlier = await conn.scalar(select(R.id).where(R.update_id == update_id))
         return Reservation("duplicate", earlier, await charges.balance(conn, tg_id))
@@ -81,6 +78,19 @@ async def reserve_request(
     return Reservation("ok", request_id, balance)
 
 
+async def _insert(
+    conn: AsyncConnection, *, tg_id: int, chat_id: int | None, update_id: int | None, label: str, category: str,
+    prompt: str, now: datetime, **columns: Any,
+) -> int | None:
+    """Insert a request row (the columns not given are NULL); its id, or None when the update id is known."""
+    values: dict[str, Any] = {f"p_{name}": None for name in statements.OPEN_ROW_COLUMNS}
+    values.update({f"p_{name}": value for name, value in columns.items()})
+    values.update({"p_user_id": tg_id, "p_chat_id": chat_id, "p_update_id": update_id, "p_label": label,
+                   "p_category": str(category), "p_prompt": prompt[:PROMPT_MAX], "p_created_at": now})
+    request_id = (await conn.execute(statements.open_request(dialect_name(conn)), values)).scalar_one_or_none()
+    return None if request_id is None else int(request_id)
+
+
 async def refuse(
     session: AsyncSession, *, tg_id: int, update_id: int | None, label: str, category: str, prompt: str,
     reason: str, chat_id: int | None = None, now: datetime | None = None,
@@ -88,17 +98,12 @@ async def refuse(
     """A request turned away before any charge (e.g. busy); the new row's id, None for a duplicate update."""
     now = now or utcnow()
     conn = await session.connection()
-    values = {
-        "p_user_id": tg_id, "p_chat_id": chat_id, "p_update_id": update_id, "p_label": label,
-        "p_category": str(category), "p_prompt": prompt[:PROMPT_MAX], "p_status": "refused",
-        "p_route_first_provider": None, "p_credits_charged": 0, "p_budget_day_key": None,
-        "p_budget_month_key": None, "p_created_at": now, "p_owner": None, "p_lease_until": None,
-        "p_error_kind": reason[:32], "p_finished_at": now,
-    }
-    request_id = (await conn.execute(statements.open_request(dialect_name(conn)), values)).scalar_one_or_none()
+    request_id = await _insert(
+        conn, tg_id=tg_id, chat_id=chat_id, update_id=update_id, label=label, category=category, prompt=prompt,
+        now=now, status="refused", credits_charged=0, error_kind=reason[:32], finished_at=now)
     if request_id is not None:
         await rollups.add_refused(conn, category=str(category), created_at=now)
-    return None if request_id is None else int(request_id)
+    return request_id
 
 
 # --- while it runs ---------------------------------------------------------------------------------
