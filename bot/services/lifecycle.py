@@ -193,9 +193,7 @@ class RequestLife:
     async def supervise(self, run: Run, work: Work, failed_key: str | None = None) -> None:
         """Run the work as the slot's task (what /cancel stops) and wait for it to end."""
         if run.slot.canceled:  # /cancel gave up waiting for the reservation: it is ours to cancel
-            closed = await self.close_failed(run, "canceled", "canceled by the user", canceled=True)
-            if closed is not None:
-                await run.ask.say(run.ask.t("cancel.done", credits=credits_text(closed.refunded, run.ask.t)))
+            await self._cancel_unstarted(run)
             return
         task = run.slot.task = asyncio.create_task(self._run(run, work, failed_key))
         try:
@@ -205,6 +203,16 @@ class RequestLife:
             raise
         if not task.cancelled() and (error := task.exception()) is not None:
             self.abandon(run.request_id, error)
+
+    async def _cancel_unstarted(self, run: Run) -> None:
+        # A WriteFailed here must not reach serve(), which would tell a charged user nothing was charged
+        try:
+            closed = await self.close_failed(run, "canceled", "canceled by the user", canceled=True)
+        except WriteFailed:
+            self.unfinished[run.request_id] = lambda: self._cancel_unstarted(run)
+            return
+        if closed is not None:
+            await run.ask.say(run.ask.t("cancel.done", credits=credits_text(closed.refunded, run.ask.t)))
 
     def abandon(self, request_id: int, error: BaseException) -> None:
         """A close failed for a reason retrying cannot fix (a bug): stop renewing the lease, so the
