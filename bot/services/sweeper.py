@@ -84,7 +84,7 @@ class Sweeper:
                 await self.life.write(lambda s: lifecycle.close_served(s, run.request_id, self.leases.owner,
                                                                        served), run.request_id)
             except WriteFailed:
-                return  # its lease runs out again: a later sweep
+                pass  # not renewed from here on: its lease runs out again and a later sweep takes it
             self.leases.drop(run.request_id)
         elif orphan.job_id and orphan.job_provider in self.life.manager.catalogue.enabled_providers():
             self.life.slots.spawn(asyncio.create_task(self.resume(orphan, ask)))
