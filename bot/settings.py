@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     monthly_credit_limit: int = Field(0, ge=0)
     log_level: str = "INFO"
 
+    # distributed mode: REDIS_URL set = fronts enqueue, `python -m bot.worker` processes run the requests
+    redis_url: SecretStr | None = None  # may hold a password: never logged
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(0, ge=0, le=65535)  # /metrics (Prometheus text); 0 = not served
+    worker_concurrency: int = Field(32, ge=1)  # requests one worker runs at once
+
     # tuning knobs
     stream_edit_interval: float = Field(1.0, ge=0)  # seconds between edits of a streamed reply (0: every delta)
     history_max_chars: int = Field(12_000, ge=0)  # conversation sent to the model, newest kept
@@ -104,10 +110,20 @@ class Settings(BaseSettings):
             raise ValueError(f"LOG_LEVEL {value!r} is not a loguru level")
         return level
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _blank_secret_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("telegram_api_url", "webhook_url", "providers_file", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def distributed(self) -> bool:
+        """Redis set: requests go through the queue to workers, and shared state lives in Redis."""
+        return self.redis_url is not None
 
     @property
     def tz(self) -> ZoneInfo:
