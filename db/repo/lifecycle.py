@@ -170,7 +170,7 @@ async def close_served(
     if row is None:
         await attempts_log.record_on(conn, request_id, attempts)
         return False
-    user_id, category, created_at, charged, _refunded, _d, _m, fallback = row
+    user_id, category, created_at, charged, _refunded, _d, _m, fallback, _label = row
     served_counts = rollups.served_rows(provider=served.provider, category=category, created_at=created_at,
                                         fallback=bool(fallback)) if served.provider else []
     await attempts_log.record_on(conn, request_id, attempts, served_counts)
@@ -220,7 +220,7 @@ async def cancel_open(session: AsyncSession, tg_id: int, now: datetime | None = 
 async def _settle(conn: AsyncConnection, request_id: int, status: str, row: Any, cost_micros: int,
                   now: datetime) -> Closed:
     """The ledger and rollups of a failed or canceled request, in the transaction of its transition."""
-    user_id, category, created_at, charged, refunded, day_key, month_key, _fallback = row
+    user_id, category, created_at, charged, refunded, day_key, month_key, _fallback, label = row
     if refunded:
         await conn.execute(statements.refund(), {"p_user_id": user_id, "p_credits": refunded,
                                                  "p_day_key": day_key, "p_month_key": month_key})
@@ -229,7 +229,7 @@ async def _settle(conn: AsyncConnection, request_id: int, status: str, row: Any,
         conn, user_id=user_id, category=category, created_at=created_at, status=status, fallback=False,
         charged=charged, refunded=refunded, cost_micros=cost_micros,
     )
-    return Closed(request_id, status, int(refunded), int(charged))
+    return Closed(request_id, status, int(refunded), int(charged), str(category), str(label))
 
 
 # --- orphans --------------------------------------------------------------------------------------

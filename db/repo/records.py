@@ -77,6 +77,8 @@ class Closed:
     status: str  # served, failed, canceled
     refunded: int
     charged: int = 0
+    category: str = ""
+    label: str = ""  # the label's name
 
 
 @dataclass(frozen=True, slots=True)
