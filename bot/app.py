@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.errors import StartupError
 from bot.handlers import routers
 from bot.i18n import LANGUAGES, Translate
+from bot.metrics import Metrics
 from bot.middlewares import setup_middlewares
 from bot.services.alerts import AlertNotifier
 from bot.services.answers import Answers
@@ -81,6 +82,8 @@ class BotApp:
     _stopping: bool = False
 
     async def on_startup(self) -> None:
+        if self.settings.metrics_port and not self.life.metrics.servers:  # GET /metrics (Prometheus)
+            await self.life.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
         taken = await self.sweeper.sweep()
         if taken:
             logger.info("took over {} request(s) an earlier run left open", taken)
@@ -135,6 +138,7 @@ class BotApp:
         """Release everything; safe to call after the hooks ran, and twice."""
         with contextlib.suppress(Exception):
             await self.on_shutdown()
+        await self.life.metrics.aclose()
         await self.writes.aclose()
         await self.manager.aclose()
         await self.media_client.aclose()
@@ -154,7 +158,10 @@ def build_app(settings: Settings, config: ProvidersConfig) -> BotApp:
     media_client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0), follow_redirects=False)
     answers = Answers(settings, manager, media_client)
     slots, leases = Slots(), Leases(new_owner_id(), settings.request_lease_seconds)
-    life = RequestLife(settings, writes, manager, bot, answers, slots, leases)
+    metrics = Metrics()
+    metrics.watch_providers(manager.health_snapshot, manager.clock.now)  # cooldowns and circuits, at scrape time
+    metrics.set_queue_depth_source(slots.waiting)
+    life = RequestLife(settings, writes, manager, bot, answers, slots, leases, metrics=metrics)
     sweeper = Sweeper(life, sessions)
     generation = GenerationService(settings, catalogue, answers, life)
     scheduler = AsyncIOScheduler(timezone=settings.tz)

@@ -31,6 +31,7 @@ async def run_webhook(app: BotApp, stop: asyncio.Event | None = None) -> None:
     SimpleRequestHandler(dispatcher=app.dp, bot=app.bot, secret_token=secret,
                          handle_in_background=True).register(server, path=path)
     setup_application(server, app.dp, bot=app.bot)
+    server.router.add_get("/metrics", app.life.metrics.handle)  # also served here, METRICS_PORT or not
     runner = web.AppRunner(server, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()

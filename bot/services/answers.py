@@ -10,8 +10,9 @@ the request's life (`bot.services.lifecycle`) turns what a work returns or raise
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from typing import Protocol
 
@@ -59,6 +60,7 @@ class Ask:
     t: Translate
     reply_to: int | None = None
     update_id: int | None = None
+    received: float = field(default_factory=time.monotonic, compare=False)  # when this process took it on
 
     @classmethod
     def of(cls, message: Message, bot: Bot, t: Translate, update_id: int | None) -> Ask:

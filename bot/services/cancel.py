@@ -40,6 +40,8 @@ async def cancel(life: RequestLife, user_id: int) -> CancelReply:
             slot.canceled = True  # the reservation is still being written: its owner cancels it
             return CancelReply("pending")
     outcome = await life.write(lambda s: lifecycle.cancel_open(s, user_id))
+    for closed in outcome.canceled:  # counted where the transition is made (the work's owner may be elsewhere)
+        life.metrics.request_closed(closed.category, closed.label, "", "canceled", None, closed.refunded)
     if slot is not None and slot.request_id is not None:
         if any(c.request_id == slot.request_id for c in outcome.canceled):
             slot.cancel()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -32,6 +33,7 @@ from aiogram.exceptions import TelegramAPIError
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.metrics import Metrics
 from bot.redaction import scrub
 from bot.services.answers import AnswerFailed, Answers, Ask, Delivered, Work, WorkState
 from bot.services.delivery import MediaFetchError
@@ -77,6 +79,7 @@ class Run:
     job: tuple[str, str] | None = None  # (provider, job id) once the provider gave one
     delivered: bool = False  # part of the answer reached the user (known here even if not written down)
     successes: list[AttemptRecord] = dataclasses.field(default_factory=list)  # kept by the close
+    label: str = ""  # the label's name, for the metrics
 
 
 class _Gate:
@@ -103,7 +106,8 @@ class _Gate:
 
 class RequestLife:
     def __init__(self, settings: Settings, writes: WriteQueue, manager: ProviderManager, bot: Bot,
-                 answers: Answers, slots: Slots, leases: Leases) -> None:
+                 answers: Answers, slots: Slots, leases: Leases, *, metrics: Metrics) -> None:
+        self.metrics = metrics  # bot.metrics: counted at each terminal transition and attempt
         self.settings, self.manager, self.bot, self.answers = settings, manager, bot, answers
         self.slots, self.leases = slots, leases
         self.durable = DurableWrites(writes)
@@ -142,14 +146,17 @@ class RequestLife:
             if reservation.status == "duplicate":
                 logger.info("update {} was served before (request {})", ask.update_id, reservation.request_id)
                 return
+            if not reservation.ok:
+                self.metrics.refused(str(request.category), label.name, reservation.status)
             if not reservation.ok or reservation.request_id is None:
                 if text := refusal_text(reservation, label.credits, ask.t, self.settings.timezone):
                     await ask.say(text)
                 return
             slot.request_id = reservation.request_id
+            self.metrics.reserved(str(request.category), label.name, label.credits)
             if past:
                 request = dataclasses.replace(request, messages=(*past, *request.messages))
-            run = Run(reservation.request_id, ask, slot, request.category, WorkState(route))
+            run = Run(reservation.request_id, ask, slot, request.category, WorkState(route), label=label.name)
             await self.supervise(run, make_work(ask, label.name, request))
         except WriteFailed:
             await ask.say(ask.t("errors.not_started"))
@@ -182,6 +189,7 @@ class RequestLife:
         return True
 
     async def _refuse_busy(self, ask: Ask, label: LabelConfig, request: GenerationRequest) -> None:
+        self.metrics.refused(str(request.category), label.name, "busy")
         try:
             await self.write(lambda s: lifecycle.refuse(
                 s, tg_id=ask.user_id, update_id=ask.update_id, chat_id=ask.chat_id, label=label.name,
@@ -257,6 +265,7 @@ class RequestLife:
         rid, owner = run.request_id, self.leases.owner
 
         async def on_attempt(attempt: Attempt) -> None:
+            self.metrics.attempt(attempt.provider, str(attempt.category), attempt.kind, attempt.latency_ms / 1000)
             if attempt.kind is None:  # a success is kept by the close, in the same transaction
                 run.successes.append(attempt_record(attempt))
                 return
@@ -280,10 +289,13 @@ class RequestLife:
             return closed
 
         try:
-            await self.write(close, rid)
+            closed = await self.write(close, rid)
         except WriteFailed:
             self.unfinished[rid] = lambda: self.served(run, delivered)
             return
+        if closed:
+            self.metrics.request_closed(str(run.category), run.label, delivered.result.provider, "served",
+                                        time.monotonic() - run.ask.received)
         self.leases.drop(rid)
 
     async def close_failed(self, run: Run, kind: str, message: str, *, canceled: bool = False) -> Closed | None:
@@ -293,6 +305,9 @@ class RequestLife:
         closed = await self.write(lambda s: lifecycle.close_failed(
             s, rid, owner, error_kind=kind, message=scrub(message)[:500], canceled=canceled, attempts=attempts,
             delivered=run.delivered), rid)
+        if closed is not None:
+            self.metrics.request_closed(str(run.category), run.label, "", closed.status,
+                                        time.monotonic() - run.ask.received, closed.refunded)
         self.leases.drop(rid)
         return closed
 

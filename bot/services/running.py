@@ -49,6 +49,10 @@ class Slots:
         if self._running.get(slot.user_id) is slot:
             del self._running[slot.user_id]
 
+    def waiting(self) -> int:
+        """Requests waiting for their turn (PARALLEL_REQUESTS): claimed, not admitted, nothing reserved yet."""
+        return sum(1 for slot in self._running.values() if not slot.admitted and not slot.reserved.is_set())
+
     def get(self, user_id: int) -> Slot | None:
         return self._running.get(user_id)
 

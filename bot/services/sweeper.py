@@ -76,13 +76,14 @@ class Sweeper:
         ask = await self._ask_for(orphan)
         slot = Slot(orphan.tg_id)
         slot.reservation_done(orphan.request_id)
-        run = Run(orphan.request_id, ask, slot, Category(orphan.category), WorkState([]))
+        run = Run(orphan.request_id, ask, slot, Category(orphan.category), WorkState([]), label=orphan.label)
         if orphan.delivered_at is not None:  # the answer reached the user; only the close was lost
             served = ServedRecord(provider=orphan.job_provider or "", model=orphan.job_model or "",
                                   cost_micros=0, latency_ms=0)
             try:
-                await self.life.write(lambda s: lifecycle.close_served(s, run.request_id, self.leases.owner,
-                                                                       served), run.request_id)
+                if await self.life.write(lambda s: lifecycle.close_served(s, run.request_id, self.leases.owner,
+                                                                          served), run.request_id):
+                    self.life.metrics.request_closed(orphan.category, orphan.label, served.provider, "served", None)
             except WriteFailed:
                 pass  # not renewed from here on: its lease runs out again and a later sweep takes it
             self.leases.drop(run.request_id)
@@ -101,7 +102,7 @@ class Sweeper:
         request = GenerationRequest(Category(orphan.category), prompt=orphan.prompt)
         work = self.life.answers.resumed(ask, orphan.job_provider, orphan.job_id, orphan.job_model or "", request)
         run = Run(orphan.request_id, ask, slot, request.category, WorkState([orphan.job_provider]),
-                  job=(orphan.job_provider, orphan.job_id))
+                  job=(orphan.job_provider, orphan.job_id), label=orphan.label)
         logger.info("resuming request {}: {} job {}", orphan.request_id, orphan.job_provider, orphan.job_id)
         try:
             await self.life.supervise(run, work, failed_key="resume.failed")
