@@ -7,9 +7,11 @@ exit with 1, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sys
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from loguru import logger
@@ -26,6 +28,7 @@ from providers.loader_checks import ProvidersFileError
 
 if TYPE_CHECKING:
     from bot.app import BotApp
+    from bot.services.lifecycle import Queue
 
 _TOKEN = re.compile(r"\d+:[\w-]+")
 
@@ -57,7 +60,8 @@ def fail(message: str) -> int:
     return 1
 
 
-def main() -> int:
+def prepare() -> tuple[Settings, ProvidersConfig] | int:
+    """Settings, logging and the providers file, checked; an exit code when something is wrong."""
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -69,12 +73,28 @@ def main() -> int:
     if not _TOKEN.fullmatch(token):  # checked here, not by aiogram: importing it takes seconds
         return fail("BOT_TOKEN does not look like a bot token (digits:letters, from @BotFather)")
     env = provider_env()
-    configure_logging(settings.log_level, [token, *provider_keys(env)])
+    configure_logging(settings.log_level, [token, *provider_keys(env), *url_passwords(settings)])
     try:
         config = load_providers(settings.providers_file, env=env)
     except ProvidersFileError as exc:
         return fail(str(exc))
     remember(p.api_key for p in config.providers.values())  # a key under a name of the file's choosing
+    return settings, config
+
+
+def url_passwords(settings: Settings) -> list[str]:
+    """The passwords in DATABASE_URL and REDIS_URL: secrets like the token."""
+    from urllib.parse import urlsplit
+
+    urls = [settings.database_url, settings.redis_url.get_secret_value() if settings.redis_url else ""]
+    return [p for p in (urlsplit(u).password for u in urls if u) if p]
+
+
+def main() -> int:
+    prepared = prepare()
+    if isinstance(prepared, int):
+        return prepared
+    settings, config = prepared
     try:
         asyncio.run(run(settings, config))
     except KeyboardInterrupt:
@@ -84,22 +104,53 @@ def main() -> int:
     return 0
 
 
-async def run(settings: Settings, config: ProvidersConfig) -> None:
-    from bot.app import build_app
-
-    stop = stop_on_signals()  # first: a signal during migration or the wait for Telegram is a clean stop too
+async def migrate(settings: Settings) -> None:
     try:
         await asyncio.to_thread(upgrade_database, settings.database_url)
     except Exception as exc:
         logger.opt(exception=exc).debug("migration failed")
         raise StartupError(f"cannot migrate the database at {safe_url(settings.database_url)}: {exc}") from exc
-    app = build_app(settings, config)
-    serving = Serving(stop)
+
+
+async def run(settings: Settings, config: ProvidersConfig) -> None:
+    from bot.app import build_app
+
+    stop = stop_on_signals()  # first: a signal during migration or the wait for Telegram is a clean stop too
+    await migrate(settings)
+    async with front_queue(settings) as queue:
+        app = build_app(settings, config, queue)
+        serving = Serving(stop)
+        try:
+            await serving.run(_serve(app, serving), app.dp.stop_polling)
+        finally:
+            await app.aclose()
+            logger.info("stopped")
+
+
+@contextlib.asynccontextmanager
+async def front_queue(settings: Settings) -> AsyncIterator[Queue | None]:
+    """The distributed mode's queue to the workers (REDIS_URL set), else None: requests run here."""
+    if settings.redis_url is None:
+        yield None
+        return
+    from redis.asyncio import Redis
+
+    from bot.services.dispatch import RedisQueue, make_broker
+    from bot.worker import PREFIX
+
+    url = settings.redis_url.get_secret_value()
+    redis = Redis.from_url(url)
+    broker = make_broker(url, PREFIX, idle_s=60.0)
     try:
-        await serving.run(_serve(app, serving), app.dp.stop_polling)
+        await broker.startup()
+    except Exception as exc:
+        await redis.aclose()
+        raise StartupError(f"cannot reach Redis at REDIS_URL: {type(exc).__name__}: {exc}") from exc
+    try:
+        yield RedisQueue(broker, redis, PREFIX, wait_s=settings.queue_wait_seconds)
     finally:
-        await app.aclose()
-        logger.info("stopped")
+        await broker.shutdown()
+        await redis.aclose()
 
 
 async def _serve(app: BotApp, serving: Serving) -> None:

@@ -15,10 +15,6 @@ from dataclasses import dataclass
 
 import httpx
 from aiogram import Bot, Dispatcher
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.enums import ParseMode
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramNetworkError,
@@ -31,36 +27,24 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.core import build_core
+from bot.core import make_bot as make_bot  # where callers have always found it
 from bot.errors import StartupError
 from bot.handlers import routers
 from bot.i18n import LANGUAGES, Translate
-from bot.metrics import Metrics
 from bot.middlewares import setup_middlewares
-from bot.services.alerts import AlertNotifier
-from bot.services.answers import Answers
 from bot.services.digest import schedule_digest
 from bot.services.generation import GenerationService
-from bot.services.leases import Leases, new_owner_id
-from bot.services.lifecycle import RequestLife
+from bot.services.lifecycle import Queue, RequestLife
 from bot.services.running import Slots
 from bot.services.sweeper import Sweeper
 from bot.services.writes import WriteQueue
 from bot.settings import Settings
-from db.engine import make_engine, make_session_maker
 from providers.config import ProvidersConfig
 from providers.manager import ProviderManager
 
 USER_COMMANDS = ("start", "help", "new", "model", "image", "edit", "video", "tts", "balance", "cancel",
                  "language")
-
-
-def make_bot(settings: Settings) -> Bot:
-    """A Bot for Telegram, or for the local Bot API server at TELEGRAM_API_URL; HTML by default."""
-    session = None
-    if settings.telegram_api_url:
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-    return Bot(settings.bot_token.get_secret_value(), session=session,
-               default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 
 @dataclass
@@ -84,9 +68,10 @@ class BotApp:
     async def on_startup(self) -> None:
         if self.settings.metrics_port and not self.life.metrics.servers:  # GET /metrics (Prometheus)
             await self.life.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
-        taken = await self.sweeper.sweep()
-        if taken:
-            logger.info("took over {} request(s) an earlier run left open", taken)
+        if self.life.queue is None:  # in the distributed mode orphans are the workers' to finish
+            taken = await self.sweeper.sweep()
+            if taken:
+                logger.info("took over {} request(s) an earlier run left open", taken)
         await self.set_commands()
         if not self.scheduler.running:
             self.scheduler.start()
@@ -146,33 +131,21 @@ class BotApp:
         await self.engine.dispose()
 
 
-def build_app(settings: Settings, config: ProvidersConfig) -> BotApp:
-    engine = make_engine(settings.database_url)
-    sessions = make_session_maker(engine)
-    bot = make_bot(settings)
-    manager = ProviderManager(config, on_alert=AlertNotifier(bot, settings, sessions=sessions))
-    catalogue = manager.catalogue
-    logger.info("providers enabled: {}", ", ".join(catalogue.enabled_providers()) or "none (set their API keys)")
-    writes = WriteQueue.for_url(sessions, settings.database_url)
-    # redirects are followed by hand in providers.outbound, each hop checked: never by the client itself
-    media_client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0), follow_redirects=False)
-    answers = Answers(settings, manager, media_client)
-    slots, leases = Slots(), Leases(new_owner_id(), settings.request_lease_seconds)
-    metrics = Metrics()
-    metrics.watch_providers(manager.health_snapshot, manager.clock.now)  # cooldowns and circuits, at scrape time
-    metrics.set_queue_depth_source(slots.waiting)
-    life = RequestLife(settings, writes, manager, bot, answers, slots, leases, metrics=metrics)
-    sweeper = Sweeper(life, sessions)
-    generation = GenerationService(settings, catalogue, answers, life)
+def build_app(settings: Settings, config: ProvidersConfig, queue: Queue | None = None) -> BotApp:
+    """`queue` set: a front of the distributed mode (the workers run the requests, and their sweepers)."""
+    core = build_core(settings, config, queue)
+    sessions, bot, manager, life = core.sessions, core.bot, core.manager, core.life
+    generation = GenerationService(settings, manager.catalogue, core.answers, life)
     scheduler = AsyncIOScheduler(timezone=settings.tz)
     schedule_digest(scheduler, bot, sessions, settings, manager)
-    schedule_request_duties(scheduler, sweeper, settings)
+    if queue is None:
+        schedule_request_duties(scheduler, core.sweeper, settings)
     dp = Dispatcher(settings=settings, sessions=sessions, manager=manager, scheduler=scheduler, life=life,
-                    generation=generation, providers_config=config, db_writes=writes)
+                    generation=generation, providers_config=config, db_writes=core.writes)
     setup_middlewares(dp, settings)
     dp.include_routers(*routers())
-    app = BotApp(settings, config, engine, sessions, bot, manager, dp, scheduler, slots, life, sweeper, generation,
-                 writes, media_client)
+    app = BotApp(settings, config, core.engine, sessions, bot, manager, dp, scheduler, core.slots, life, core.sweeper,
+                 generation, core.writes, core.media_client)
     dp.startup.register(app.on_startup)
     dp.shutdown.register(app.on_shutdown)
     return app

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(0, ge=0, le=65535)  # /metrics (Prometheus text); 0 = not served
     worker_concurrency: int = Field(32, ge=1)  # requests one worker runs at once
+    queue_wait_seconds: float = Field(600.0, ge=10)  # a request no worker took this long is refunded
 
     # tuning knobs
     stream_edit_interval: float = Field(1.0, ge=0)  # seconds between edits of a streamed reply (0: every delta)

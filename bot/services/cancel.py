@@ -14,6 +14,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
+from loguru import logger
+
 from bot.services.lifecycle import RequestLife
 from db.repo import lifecycle
 
@@ -42,11 +44,17 @@ async def cancel(life: RequestLife, user_id: int) -> CancelReply:
     outcome = await life.write(lambda s: lifecycle.cancel_open(s, user_id))
     for closed in outcome.canceled:  # counted where the transition is made (the work's owner may be elsewhere)
         life.metrics.request_closed(closed.category, closed.label, "", "canceled", None, closed.refunded)
+    canceled = [c.request_id for c in outcome.canceled]
     if slot is not None and slot.request_id is not None:
-        if any(c.request_id == slot.request_id for c in outcome.canceled):
+        if slot.request_id in canceled:
             slot.cancel()
         elif slot.request_id in outcome.delivering:
             slot.stop_delivery = True
+    if life.queue is not None:  # the work runs in a worker: tell it (the refund is done already)
+        try:
+            await life.queue.stop(canceled, list(outcome.delivering))
+        except Exception as exc:
+            logger.warning("could not signal the workers to stop {}: {}", canceled, type(exc).__name__)
     if outcome.canceled:
         return CancelReply("refunded", outcome.refunded)
     if outcome.delivering:

@@ -44,7 +44,7 @@ class GenerationService:
             return
         request = GenerationRequest(Category.TEXT, prompt=text, messages=(ChatMessage("user", text),))
         # the conversation so far is read in the reservation's transaction, pruned to what fits
-        await self.life.serve(ask, label, request, self.answers.text,
+        await self.life.serve(ask, label, request, "text",
                               history_chars=max(0, self.settings.history_max_chars - len(text)))
 
     async def refused_as_busy(self, ask: Ask, user: UserView, request: GenerationRequest) -> bool:
@@ -61,4 +61,4 @@ class GenerationService:
             if problem := self.invalid_input(request.prompt, ask.t, usage_key):
                 await ask.say(problem)
                 return
-        await self.life.serve(ask, label, request, self.answers.media)
+        await self.life.serve(ask, label, request, "media")

@@ -25,8 +25,10 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import datetime
+from typing import Protocol, TypeVar
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
@@ -34,6 +36,7 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.metrics import Metrics
+from bot.queue import QUEUE_OWNER, Job, WorkKind
 from bot.redaction import scrub
 from bot.services.answers import AnswerFailed, Answers, Ask, Delivered, Work, WorkState
 from bot.services.delivery import MediaFetchError
@@ -61,6 +64,21 @@ T = TypeVar("T")
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
 MakeWork = Callable[[Ask, str, GenerationRequest], Work]
 UNLIMITED = frozenset({Category.VIDEO})  # long jobs that mostly wait on the provider: no turn to wait for
+
+
+class Queue(Protocol):
+    """Where a front hands reserved requests to the workers (distributed mode; see `bot.queue`)."""
+
+    def lease_until(self) -> datetime:
+        """How long a reserved request may wait in the queue before the sweeper refunds it."""
+
+    async def enqueue(self, job: Job) -> None: ...
+
+    def reserving(self, user_id: int) -> AbstractAsyncContextManager[bool]:
+        """Held around a reservation: True while this front alone reserves for the user."""
+
+    async def stop(self, canceled: list[int], delivering: list[int]) -> None:
+        """Tell the workers: stop these canceled requests; stop delivering these."""
 
 
 class Revoked(Exception):
@@ -106,10 +124,12 @@ class _Gate:
 
 class RequestLife:
     def __init__(self, settings: Settings, writes: WriteQueue, manager: ProviderManager, bot: Bot,
-                 answers: Answers, slots: Slots, leases: Leases, *, metrics: Metrics) -> None:
+                 answers: Answers, slots: Slots, leases: Leases, queue: Queue | None = None, *,
+                 metrics: Metrics) -> None:
         self.metrics = metrics  # bot.metrics: counted at each terminal transition and attempt
         self.settings, self.manager, self.bot, self.answers = settings, manager, bot, answers
         self.slots, self.leases = slots, leases
+        self.queue = queue  # set on a front of the distributed mode: the work runs in a worker
         self.durable = DurableWrites(writes)
         self.write = self.durable.write
         self.budget = Budget(settings.daily_credit_limit, settings.monthly_credit_limit, settings.timezone)
@@ -119,7 +139,10 @@ class RequestLife:
         self.turns = asyncio.Semaphore(settings.parallel_requests)
 
     # --- serve ---------------------------------------------------------------------------------
-    async def serve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, make_work: MakeWork,
+    def make_work(self, kind: WorkKind) -> MakeWork:
+        return self.answers.text if kind == "text" else self.answers.media
+
+    async def serve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, work: WorkKind,
                     history_chars: int | None = None) -> None:
         slot = self.slots.claim(ask.user_id)
         if slot is None:
@@ -127,11 +150,11 @@ class RequestLife:
             return
         try:
             async with contextlib.nullcontext() if request.category in UNLIMITED else self.turns:
-                await self._serve(ask, slot, label, request, make_work, history_chars)
+                await self._serve(ask, slot, label, request, work, history_chars)
         finally:
             self.slots.release(slot)
 
-    async def _serve(self, ask: Ask, slot: Slot, label: LabelConfig, request: GenerationRequest, make_work: MakeWork,
+    async def _serve(self, ask: Ask, slot: Slot, label: LabelConfig, request: GenerationRequest, work: WorkKind,
                      history_chars: int | None) -> None:
         slot.admitted = True
         if slot.canceled:  # /cancel came while it waited its turn: nothing was charged
@@ -148,6 +171,9 @@ class RequestLife:
                 return
             if not reservation.ok:
                 self.metrics.refused(str(request.category), label.name, reservation.status)
+            if reservation.status == "busy":  # another front holds a request of this user
+                await ask.say(ask.t("errors.wait"))
+                return
             if not reservation.ok or reservation.request_id is None:
                 if text := refusal_text(reservation, label.credits, ask.t, self.settings.timezone):
                     await ask.say(text)
@@ -156,27 +182,54 @@ class RequestLife:
             self.metrics.reserved(str(request.category), label.name, label.credits)
             if past:
                 request = dataclasses.replace(request, messages=(*past, *request.messages))
+            if self.queue is not None:
+                await self._enqueue(ask, Job(reservation.request_id, ask.user_id, ask.chat_id, ask.t.lang, label.name,
+                                             work, request, ask.reply_to, ask.update_id))
+                return
             run = Run(reservation.request_id, ask, slot, request.category, WorkState(route), label=label.name)
-            await self.supervise(run, make_work(ask, label.name, request))
+            await self.supervise(run, self.make_work(work)(ask, label.name, request))
         except WriteFailed:
             await ask.say(ask.t("errors.not_started"))
 
+    async def _enqueue(self, ask: Ask, job: Job) -> None:
+        """Hand a reserved request to the workers; if the queue cannot take it, refund it at once."""
+        assert self.queue is not None
+        try:
+            await self.queue.enqueue(job)
+        except Exception as exc:
+            logger.opt(exception=exc).error("request {}: the queue refused it ({})", job.request_id,
+                                            type(exc).__name__)
+            why = scrub(str(exc))[:500]
+            closed = await self.write(lambda s: lifecycle.close_failed(
+                s, job.request_id, QUEUE_OWNER, error_kind="queue", message=why), job.request_id)
+            if closed is not None:
+                await ask.say(with_outcome(ask.t("errors.not_started"), closed, ask.t))
+
     async def _reserve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, route: list[str],
                        history_chars: int | None) -> tuple[Reservation, list[ChatMessage]]:
-        owner, until = self.leases.owner, self.leases.until()
+        # a front reserves for whichever worker takes the request; one process reserves for itself
+        queued = self.queue is not None
+        owner = QUEUE_OWNER if self.queue is not None else self.leases.owner
+        until = self.queue.lease_until() if self.queue is not None else self.leases.until()
 
         async def reserve(session: AsyncSession) -> tuple[Reservation, list[ChatMessage]]:
             done = await lifecycle.reserve_request(
                 session, owner=owner, lease_until=until, tg_id=ask.user_id, update_id=ask.update_id,
                 chat_id=ask.chat_id, label=label.name, category=str(request.category), prompt=request.prompt,
-                credits=label.credits, budget=self.budget, route_first_provider=route[0] if route else None)
+                credits=label.credits, budget=self.budget, route_first_provider=route[0] if route else None,
+                start=not queued, exclusive=queued)
             if not done.ok or history_chars is None:
                 return done, []
             past = await history.load_history(session, ask.user_id, history_chars, prune=True)
             return done, [ChatMessage(role, content) for role, content in past]
 
-        reservation, past = await self.write(reserve)
-        if reservation.ok and reservation.request_id is not None:
+        if self.queue is None:
+            reservation, past = await self.write(reserve)
+        else:
+            async with self.queue.reserving(ask.user_id) as alone:
+                reservation, past = await self.write(reserve) if alone else (await self._busy_row(ask, label, request),
+                                                                              [])
+        if reservation.ok and reservation.request_id is not None and not queued:
             self.leases.hold(reservation.request_id)
         return reservation, past
 
@@ -190,13 +243,17 @@ class RequestLife:
 
     async def _refuse_busy(self, ask: Ask, label: LabelConfig, request: GenerationRequest) -> None:
         self.metrics.refused(str(request.category), label.name, "busy")
+        await self._busy_row(ask, label, request)
+        await ask.say(ask.t("errors.wait"))
+
+    async def _busy_row(self, ask: Ask, label: LabelConfig, request: GenerationRequest) -> Reservation:
         try:
-            await self.write(lambda s: lifecycle.refuse(
+            rid = await self.write(lambda s: lifecycle.refuse(
                 s, tg_id=ask.user_id, update_id=ask.update_id, chat_id=ask.chat_id, label=label.name,
                 category=str(request.category), prompt=request.prompt, reason="busy"))
         except WriteFailed:
-            pass  # a refusal that could not be logged is still a refusal
-        await ask.say(ask.t("errors.wait"))
+            rid = None  # a refusal that could not be logged is still a refusal
+        return Reservation("busy", rid, 0)
 
     async def supervise(self, run: Run, work: Work, failed_key: str | None = None) -> None:
         """Run the work as the slot's task (what /cancel stops) and wait for it to end."""

@@ -56,6 +56,14 @@ class Slots:
     def get(self, user_id: int) -> Slot | None:
         return self._running.get(user_id)
 
+    def stop(self, canceled: list[int], delivering: list[int]) -> None:
+        """Canceled in the database elsewhere (a front of the distributed mode): stop their work here."""
+        for slot in self._running.values():
+            if slot.request_id in canceled:
+                slot.cancel()
+            elif slot.request_id in delivering:
+                slot.stop_delivery = True
+
     def spawn(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a background task until it ends (the loop holds only weak ones)."""
         self.background.add(task)

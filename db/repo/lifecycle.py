@@ -51,13 +51,25 @@ async def reserve_request(
     session: AsyncSession, *, owner: str, lease_until: datetime, tg_id: int, update_id: int | None, label: str,
     category: str, prompt: str, credits: int, budget: Budget = Budget(), chat_id: int | None = None,
     route_first_provider: str | None = None, now: datetime | None = None, start: bool = True,
+    exclusive: bool = False,
 ) -> Reservation:
-    """Open a request and charge `credits` for it, atomically. The user must exist (upsert_user first)."""
+    """Open a request and charge `credits` for it, atomically. The user must exist (upsert_user first).
+
+    `exclusive`: refused as busy (a row, nothing charged) while the user has an open request. One process
+    knows that from memory; fronts of the distributed mode ask the database (under a per-user lock that
+    serializes their reservations, so two fronts cannot both see none)."""
     if credits < 0:
         raise ValueError("credits must not be negative")
     now = now or utcnow()
     day_key, month_key = budget_keys(now, budget.tz)
     conn = await session.connection()
+    if exclusive and await conn.scalar(select(R.id).where(R.user_id == tg_id, R.status.in_(OPEN_STATUSES)).limit(1)):
+        refused = await refuse(session, tg_id=tg_id, update_id=update_id, label=label, category=category,
+                               prompt=prompt, reason="busy", chat_id=chat_id, now=now)
+        if refused is None:
+            earlier = await conn.scalar(select(R.id).where(R.update_id == update_id))
+            return Reservation("duplicate", earlier, await charges.balance(conn, tg_id))
+        return Reservation("busy", refused, await charges.balance(conn, tg_id))
     request_id = await _insert(
         conn, tg_id=tg_id, chat_id=chat_id, update_id=update_id, label=label, category=category, prompt=prompt,
         now=now, status="running" if start else "reserved", route_first_provider=route_first_provider,

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from db.periods import utcnow
 
-ReservationStatus = Literal["ok", "duplicate", "insufficient", "budget_day", "budget_month"]
+ReservationStatus = Literal["ok", "duplicate", "insufficient", "budget_day", "budget_month", "busy"]
 REFUSED: tuple[ReservationStatus, ...] = ("insufficient", "budget_day", "budget_month")
 
 

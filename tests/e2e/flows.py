@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from tests.fakes.base import Call
@@ -39,15 +40,19 @@ async def settle(tg: FakeTelegram, quiet_s: float = 0.7, cap_s: float = 15.0) ->
             return
 
 
-async def eventually(probe: Callable[[], T], within_s: float = REPLY_TIMEOUT, what: str = "condition") -> T:
-    """Poll something that cannot notify us (the database file) until it is truthy."""
+async def eventually(probe: Callable[[], T | Awaitable[T]], within_s: float = REPLY_TIMEOUT,
+                     what: str = "condition") -> T:
+    """Poll something that cannot notify us (a database) until it is truthy; `probe` may be async."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
-    while not (value := probe()):
+    while True:
+        got = probe()
+        value: T = await got if inspect.isawaitable(got) else got  # type: ignore[assignment]
+        if value:
+            return value
         if loop.time() > deadline:
             raise AssertionError(f"{what}: not met within {within_s}s (last value {value!r})")
         await asyncio.sleep(0.05)
-    return value
 
 
 def all_text(tg: FakeTelegram, chat_id: int) -> str:

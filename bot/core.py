@@ -1,0 +1,88 @@
+"""What every process that runs requests is built from: a front of one process, and a worker.
+
+`build_core` makes, once: the database engine and sessions, the `Bot`, the provider manager, the write
+queue, the media client, and the owner of every request's life with its slots, leases and sweeper.
+`bot.app` adds the dispatcher and the scheduler of a front; `bot.worker` the queue consumer of a worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.metrics import Metrics
+from bot.services.alerts import AlertNotifier
+from bot.services.answers import Answers
+from bot.services.leases import Leases, new_owner_id
+from bot.services.lifecycle import Queue, RequestLife
+from bot.services.running import Slots
+from bot.services.sweeper import Sweeper
+from bot.services.writes import WriteQueue
+from bot.settings import Settings
+from db.engine import make_engine, make_session_maker
+from providers.config import ProvidersConfig
+from providers.manager import ProviderManager
+
+
+def make_bot(settings: Settings) -> Bot:
+    """A Bot for Telegram, or for the local Bot API server at TELEGRAM_API_URL; HTML by default."""
+    session = None
+    if settings.telegram_api_url:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(settings.bot_token.get_secret_value(), session=session,
+               default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+@dataclass
+class Core:
+    settings: Settings
+    config: ProvidersConfig
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    bot: Bot
+    manager: ProviderManager
+    writes: WriteQueue
+    media_client: httpx.AsyncClient
+    answers: Answers
+    slots: Slots
+    life: RequestLife
+    sweeper: Sweeper
+    metrics: Metrics  # served at /metrics when METRICS_PORT is set
+
+    async def aclose(self) -> None:
+        await self.metrics.aclose()  # any /metrics server started on it
+        await self.writes.aclose()
+        await self.manager.aclose()
+        await self.media_client.aclose()
+        await self.bot.session.close()
+        await self.engine.dispose()
+
+
+def build_core(settings: Settings, config: ProvidersConfig, queue: Queue | None = None) -> Core:
+    """`queue`: a front of the distributed mode reserves requests and hands them to the workers."""
+    engine = make_engine(settings.database_url)
+    sessions = make_session_maker(engine)
+    bot = make_bot(settings)
+    manager = ProviderManager(config, on_alert=AlertNotifier(bot, settings, sessions=sessions),
+                              max_media_bytes=settings.max_media_bytes)  # inline media bodies too
+    logger.info("providers enabled: {}",
+                ", ".join(manager.catalogue.enabled_providers()) or "none (set their API keys)")
+    writes = WriteQueue.for_url(sessions, settings.database_url)
+    # redirects are followed by hand in providers.outbound, each hop checked: never by the client itself
+    media_client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0), follow_redirects=False)
+    answers = Answers(settings, manager, media_client)
+    slots, leases = Slots(), Leases(new_owner_id(), settings.request_lease_seconds)
+    metrics = Metrics()
+    metrics.watch_providers(manager.health_snapshot, manager.clock.now)  # cooldowns and circuits, at scrape time
+    metrics.set_queue_depth_source(slots.waiting)
+    life = RequestLife(settings, writes, manager, bot, answers, slots, leases, queue, metrics=metrics)
+    return Core(settings, config, engine, sessions, bot, manager, writes, media_client, answers, slots, life,
+                Sweeper(life, sessions), metrics)

@@ -1,0 +1,167 @@
+"""`python -m bot.worker`: a worker of the distributed mode (REDIS_URL set). Run as many as wanted.
+
+A worker takes jobs from the generation queue (`bot.queue`), calls the providers, streams and delivers
+with its own `Bot` (the same token), and closes each request. It renews the leases of what it runs, and
+its sweeper finishes the orphans of workers that died: a provider job is resumed (polled, never created
+again), anything else is refunded and the user told. /cancel reaches it as a signal from the front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from bot.errors import StartupError
+from bot.i18n import Translate, language_for
+from bot.queue import TASK_NAME, Job
+from bot.services.answers import Ask, WorkState
+from bot.services.lifecycle import RequestLife, Run
+from bot.services.running import Slot
+from bot.settings import Settings
+from db.repo import lifecycle
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+PREFIX = "aibot:"
+
+
+async def take_job(life: RequestLife, job: Job) -> None:
+    """Run one job: take the request with one guarded update (a job delivered again, canceled meanwhile,
+    or refunded after waiting too long finds it taken and is dropped), then work on it like one process."""
+    rid, owner, until = job.request_id, life.leases.owner, life.leases.until()
+    if not await life.write(lambda s: lifecycle.start(s, rid, owner, until), rid):
+        logger.info("request {}: no longer waiting in the queue; its message is dropped", rid)
+        return
+    life.leases.hold(rid)
+    ask = Ask(life.bot, job.chat_id, job.user_id, Translate(language_for(job.lang)), job.reply_to, job.update_id)
+    slot = life.slots.claim(job.user_id) or Slot(job.user_id)  # /cancel finds it by request id
+    slot.admitted = True
+    slot.reservation_done(rid)
+    try:
+        label = life.manager.catalogue.get(job.label)
+        route = life.manager.route_for(job.request.category, label) if label is not None else []
+        run = Run(rid, ask, slot, job.request.category, WorkState(route), label=job.label)
+        if label is None:  # the providers file changed between the front and this worker
+            await life.fail(run, "internal", f"label {job.label!r} is unknown here", ask.t("errors.internal", ref=rid))
+            return
+        await life.supervise(run, life.make_work(job.work)(ask, label.name, job.request))
+    finally:
+        life.slots.release(slot)
+
+
+class Worker:
+    def __init__(self, core: Core, redis_url: str) -> None:
+        from redis.asyncio import Redis
+
+        from bot.services.dispatch import make_broker
+
+        self.core, self.settings = core, core.settings
+        self.redis = Redis.from_url(redis_url)
+        # a message unacknowledged this long (its worker died before taking the request) goes to another
+        self.broker = make_broker(redis_url, PREFIX, idle_s=max(60.0, 2 * self.settings.request_lease_seconds))
+
+        async def run_request(data: dict[str, Any]) -> None:
+            await take_job(core.life, Job.from_wire(data))
+
+        self.broker.register_task(run_request, task_name=TASK_NAME)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from taskiq.acks import AcknowledgeType
+        from taskiq.api import run_receiver_task
+
+        from bot.services.dispatch import listen_for_stops
+
+        core = self.core
+        await self.broker.startup()
+        if self.settings.metrics_port:  # GET /metrics (Prometheus), like a front's
+            await core.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
+        listening = asyncio.Event()
+        tasks = [asyncio.create_task(listen_for_stops(self.redis, PREFIX, core.slots.stop, listening)),
+                 asyncio.create_task(self._duties())]
+        await listening.wait()
+        tasks.append(asyncio.create_task(run_receiver_task(
+            self.broker, max_async_tasks=self.settings.worker_concurrency, max_prefetch=0,
+            ack_time=AcknowledgeType.WHEN_EXECUTED, propagate_exceptions=False)))
+        logger.info("worker {} takes requests (at most {} at once)", core.life.leases.owner,
+                    self.settings.worker_concurrency)
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await core.slots.shutdown()
+            await self.broker.shutdown()
+            await self.redis.aclose()
+
+    async def _duties(self) -> None:
+        """The sweeper (at start and every SWEEP_INTERVAL_SECONDS) and lease renewal (every third of a lease)."""
+        sweeper, settings = self.core.sweeper, self.settings
+        last_sweep = -float("inf")
+        loop = asyncio.get_running_loop()
+        while True:
+            if loop.time() - last_sweep >= settings.sweep_interval_seconds:
+                last_sweep = loop.time()
+                try:
+                    taken = await sweeper.sweep()
+                    if taken:
+                        logger.info("took over {} orphaned request(s)", taken)
+                except Exception as exc:
+                    logger.opt(exception=exc).error("sweep failed: {}", type(exc).__name__)
+            try:
+                await sweeper.renew_leases()
+            except Exception as exc:
+                logger.opt(exception=exc).error("lease renewal failed: {}", type(exc).__name__)
+            await asyncio.sleep(min(settings.request_lease_seconds / 3, settings.sweep_interval_seconds))
+
+
+async def serve(settings: Settings, core_factory: Any) -> None:
+    """Migrated already; runs until SIGTERM/SIGINT."""
+    from bot.stopping import stop_on_signals
+
+    stop = stop_on_signals()
+    core = core_factory()
+    assert settings.redis_url is not None
+    worker = Worker(core, settings.redis_url.get_secret_value())
+    try:
+        await worker.run(stop)
+    finally:
+        await core.aclose()
+        logger.info("worker stopped")
+
+
+def main() -> int:
+    from bot.__main__ import prepare
+
+    prepared = prepare()
+    if isinstance(prepared, int):
+        return prepared
+    settings, config = prepared
+    if settings.redis_url is None:
+        print("error: a worker needs REDIS_URL (the queue it takes requests from)", file=sys.stderr)
+        return 1
+    from bot.core import build_core
+
+    try:
+        asyncio.run(_run(settings, lambda: build_core(settings, config)))
+    except KeyboardInterrupt:
+        pass
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run(settings: Settings, core_factory: Any) -> None:
+    from bot.__main__ import migrate
+
+    await migrate(settings)
+    await serve(settings, core_factory)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The distributed mode as subprocesses: PostgreSQL + Redis + one front (`python -m bot`) + workers
+(`python -m bot.worker`), all against the loopback fakes. Each test gets a database of its own on the
+real PostgreSQL and a Redis database emptied for it; tests skip (or fail under REQUIRE_SERVICES=1) where
+either service is absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from tests.e2e.harness import ROOT, BotProcess
+from tests.fakes.telegram import FakeTelegram
+from tests.services import asyncpg_dsn
+
+WORKER_READY = "takes requests"
+
+
+class PgDatabase:
+    """A fresh PostgreSQL database for one test, read with plain SQL (asyncpg), dropped at the end."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"e2e_{secrets.token_hex(6)}"
+        self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
+
+    async def create(self) -> PgDatabase:
+        import asyncpg
+
+        conn = await asyncpg.connect(asyncpg_dsn(self.admin_url))
+        try:
+            await conn.execute(f'CREATE DATABASE "{self.name}"')
+        finally:
+            await conn.close()
+        return self
+
+    async def drop(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(asyncpg_dsn(self.admin_url))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    async def rows(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        import asyncpg
+
+        conn = await asyncpg.connect(asyncpg_dsn(self.url))
+        try:
+            return [dict(r) for r in await conn.fetch(sql, *args)]
+        except asyncpg.UndefinedTableError:
+            return []
+        finally:
+            await conn.close()
+
+    async def credits(self, user_id: int) -> int | None:
+        rows = await self.rows("SELECT credits FROM users WHERE id = $1", user_id)
+        return int(rows[0]["credits"]) if rows else None
+
+    async def requests(self, user_id: int) -> list[dict[str, Any]]:
+        return await self.rows("SELECT * FROM requests WHERE user_id = $1 ORDER BY id", user_id)
+
+    async def ledger(self, user_id: int) -> list[dict[str, Any]]:
+        return await self.rows("SELECT delta, reason, request_id FROM credit_ledger WHERE user_id = $1 ORDER BY id",
+                               user_id)
+
+
+async def flush_redis(url: str) -> None:
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
+
+
+class WorkerProcess(BotProcess):
+    """`python -m bot.worker`; `start()` returns once it takes requests from the queue."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, telegram: FakeTelegram) -> None:
+        super().__init__(env, log_path, telegram)
+
+    async def spawn(self) -> None:
+        with self.log_path.open("ab") as log:
+            log.write(b"\n===== python -m bot.worker =====\n")
+            log.flush()
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot.worker", cwd=str(ROOT), env=self.env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT)
+
+    async def start(self, within_s: float = 60.0) -> WorkerProcess:
+        before = self.log().count(WORKER_READY)
+        await self.spawn()
+        assert self.proc is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while self.log().count(WORKER_READY) <= before:
+            if self.proc.returncode is not None:
+                raise AssertionError(f"the worker exited with {self.proc.returncode}:\n{self.log()}")
+            if loop.time() > deadline:
+                raise AssertionError(f"the worker did not start within {within_s}s:\n{self.log()}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.proc.wait()), 0.1)
+        return self
