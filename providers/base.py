@@ -6,6 +6,7 @@ into a `ProviderError` of the right kind. It never retries or falls back: that i
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -13,7 +14,16 @@ from typing import Any, ClassVar
 
 import httpx
 
-from providers.config import ProviderConfig
+from providers.bodies import (
+    DEFAULT_MAX_MEDIA_BYTES,
+    MAX_ERROR_BYTES,
+    MAX_JSON_BYTES,
+    BodyTooLarge,
+    read_capped,
+    read_prefix,
+    with_body,
+)
+from providers.config import TOTAL_TIMEOUT_FACTOR, ProviderConfig
 from providers.errors import ErrorKind, ProviderError
 from providers.types import AdapterResult, Category, GenerationRequest, StreamChunk
 
@@ -24,10 +34,35 @@ JobIdCallback = Callable[[str], None]
 class CallContext:
     """Per-call knobs the manager hands to an adapter."""
 
-    timeout_s: float
+    timeout_s: float  # per read
     on_job_id: JobIdCallback | None = None  # called as soon as an async job id is known
     poll_interval_s: float = 1.0
     max_poll_s: float = 600.0  # an async job still running after this is `unavailable`
+    total_timeout_s: float | None = None  # one exchange (or stream) as a whole; None: TOTAL_TIMEOUT_FACTOR x timeout_s
+    first_token_timeout_s: float | None = None  # a stream's first text; None: timeout_s
+    media: bool = False  # a call for a media category (its answer may be a file): see body_cap
+    max_json_bytes: int = MAX_JSON_BYTES
+    max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES
+
+    @property
+    def total_s(self) -> float:
+        return self.total_timeout_s if self.total_timeout_s is not None else TOTAL_TIMEOUT_FACTOR * self.timeout_s
+
+    @property
+    def first_token_s(self) -> float:
+        wanted = self.first_token_timeout_s if self.first_token_timeout_s is not None else self.timeout_s
+        return min(wanted, self.total_s)
+
+    def body_cap(self, content_type: str) -> int:
+        """The cap of one answer body. A text call's answer is JSON (or text): the JSON cap, whatever it is
+        labelled. A media call's binary body gets the media cap; its JSON may inline the file as base64
+        (4 bytes per 3), so it gets room for one such file on top of the JSON cap."""
+        if not self.media:
+            return self.max_json_bytes
+        ctype = content_type.lower()
+        if "json" in ctype or ctype.startswith("text/"):
+            return self.max_json_bytes + -(-self.max_media_bytes // 3) * 4
+        return self.max_media_bytes
 
     def report_job(self, job_id: str) -> None:
         if self.on_job_id is not None:
@@ -70,16 +105,28 @@ class Adapter:
         return ProviderError(kind, message, provider=self.name, **kw)
 
     async def send(self, method: str, url: str, ctx: CallContext, **kw: Any) -> httpx.Response:
-        """One HTTP exchange; transport failures become `unavailable`, HTTP errors go to `error()`."""
+        """One HTTP exchange, its body read whole; transport failures become `unavailable`, HTTP errors go
+        to `error()` (with at most MAX_ERROR_BYTES of their body).
+
+        The body is read within `ctx.body_cap` (past it: `invalid_response`, nothing more is read), and the
+        exchange as a whole within `ctx.total_s`: `timeout_s` is per read, which a trickle never trips."""
+        status: int | None = None
         try:
-            response = await self.client.request(method, url, timeout=ctx.timeout_s, **kw)
+            async with asyncio.timeout(ctx.total_s), \
+                    self.client.stream(method, url, timeout=ctx.timeout_s, **kw) as response:
+                status = response.status_code
+                if status >= 400:
+                    raise self.error(with_body(response, await read_prefix(response, MAX_ERROR_BYTES)))
+                body = await read_capped(response, ctx.body_cap(response.headers.get("content-type", "")))
+        except TimeoutError as exc:
+            raise self.fail(ErrorKind.UNAVAILABLE, f"no complete answer within {ctx.total_s:g}s") from exc
         except httpx.TimeoutException as exc:
             raise self.fail(ErrorKind.UNAVAILABLE, f"timed out after {ctx.timeout_s:g}s") from exc
         except httpx.HTTPError as exc:
             raise self.fail(ErrorKind.UNAVAILABLE, f"connection failed: {type(exc).__name__}") from exc
-        if response.status_code >= 400:
-            raise self.error(response)
-        return response
+        except BodyTooLarge as exc:
+            raise self.fail(ErrorKind.INVALID_RESPONSE, str(exc), status=status) from exc
+        return with_body(response, body)
 
     def error(self, response: httpx.Response) -> ProviderError:
         """Turn a failed HTTP response into a ProviderError; each adapter refines it from its body."""

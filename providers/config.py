@@ -14,6 +14,7 @@ from providers.outbound import Origin, origins
 from providers.types import MICROS_PER_USD, Category, Usage
 
 Strategy = Literal["priority", "cheapest", "fastest"]
+TOTAL_TIMEOUT_FACTOR = 4.0  # total_timeout_s when unset: room for a long answer, yet an end to a trickle
 
 
 # Money never passes through binary floats: a price is kept as the exact decimal it was written as, and the
@@ -94,13 +95,27 @@ class ProviderConfig:
     base_url: str
     api_key: str | None  # resolved from the environment; never logged, never stored
     api_key_env: str
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # per read: connecting, and each wait for more of the body
     models: Mapping[Category, str] = field(default_factory=dict)
     prices: Prices = Prices()
     headers: Mapping[str, str] = field(default_factory=dict)  # extra headers (e.g. HTTP-Referer)
     options: Mapping[str, Any] = field(default_factory=dict)  # adapter-specific (voice_id, poll_interval_s)
     daily_budget_micros: int | None = None  # skipped for the rest of the UTC day once spent
     model_prices: Mapping[str, Prices] = field(default_factory=dict)  # model -> prices, for label overrides
+    # A provider that trickles bytes never trips `timeout_s`; these bound the time as a whole. None: derived.
+    total_timeout_s: float | None = None  # one HTTP exchange or one stream, start to end
+    first_token_timeout_s: float | None = None  # a stream's first text (keep-alives do not count)
+
+    @property
+    def total_deadline_s(self) -> float:
+        """`total_timeout_s`, else TOTAL_TIMEOUT_FACTOR x `timeout_s`."""
+        return self.total_timeout_s if self.total_timeout_s is not None else TOTAL_TIMEOUT_FACTOR * self.timeout_s
+
+    @property
+    def first_token_deadline_s(self) -> float:
+        """`first_token_timeout_s`, else `timeout_s` (what a silent provider gets), never past the total."""
+        wanted = self.first_token_timeout_s if self.first_token_timeout_s is not None else self.timeout_s
+        return min(wanted, self.total_deadline_s)
 
     @property
     def enabled(self) -> bool:

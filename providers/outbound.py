@@ -9,7 +9,8 @@ on the way) make us read internal services and hand their bytes to a user. So a 
       multicast, reserved or unspecified address, IPv4 or IPv6, IPv4-mapped included).
 
 Redirects are followed by hand, each hop checked again, at most `max_redirects`. Bytes are counted as they
-arrive and the download stops past `max_bytes`; one deadline covers the whole download, not each read.
+arrive and the download stops past `max_bytes` (`providers.bodies`, the reader every provider body goes
+through); one deadline covers the whole download, not each read.
 
     policy = OutboundPolicy(manager.allowed_origins())
     data = await policy.fetch(client, url, max_bytes=50 << 20, deadline_s=120)   # or raises FetchError
@@ -28,6 +29,8 @@ from urllib.parse import urlsplit
 
 import httpx
 from loguru import logger
+
+from providers.bodies import BodyTooLarge, read_capped
 
 Origin = tuple[str, str, int]  # scheme, lower-case host (no brackets), port
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -149,14 +152,8 @@ class OutboundPolicy:
 async def _body(response: httpx.Response, host: str, max_bytes: int) -> bytes:
     if not 200 <= response.status_code < 300:  # a 3xx without a Location is no file either
         raise FetchError(f"HTTP {response.status_code} from {host}")
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise FetchError(f"{host} announces {declared} bytes, over the cap")
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in response.aiter_bytes():
-        total += len(chunk)
-        if total > max_bytes:
-            raise FetchError(f"{host} sent more than {max_bytes} bytes, over the cap")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_capped(response, max_bytes)
+    except BodyTooLarge as exc:
+        what = f"announces {exc.declared} bytes" if exc.declared is not None else f"sent more than {max_bytes} bytes"
+        raise FetchError(f"{host} {what}, over the cap") from exc

@@ -1,16 +1,19 @@
-"""The shared SSE parser: comments, multi-line data, CR/LF/CRLF, any chunking of the bytes."""
+"""The shared SSE parser: comments, multi-line data, CR/LF/CRLF, any chunking of the bytes, its bounds."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.adapters.sse import SseEvent, iter_lines, iter_sse, iter_sse_lines
+from providers.adapters import sse
+from providers.adapters.sse import SseEvent, SseTooLong, iter_lines, iter_sse, iter_sse_lines
 
 
 async def _chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
@@ -117,3 +120,83 @@ def test_any_chunking_and_line_end_gives_the_same_events(
         raw += "".join(f"data: {d}{line_end}" for d in data_lines) + line_end
     expected = [SseEvent(name, "\n".join(lines)) for name, lines in payloads]
     assert asyncio.run(_events(raw.encode(), sizes)) == expected
+
+
+# --- bounds: a line cap, and linear work per byte -----------------------------------------------
+
+class _CountingEol:
+    """Stands in for the splitter's line-end scanner and counts how many bytes it is asked to look at."""
+
+    def __init__(self) -> None:
+        self.scanned = 0
+        self.calls = 0
+
+    def finditer(self, chunk: bytes, pos: int = 0) -> Iterator[re.Match[bytes]]:
+        self.calls += 1
+        self.scanned += len(chunk) - pos
+        return _REAL_EOL.finditer(chunk, pos)
+
+
+_REAL_EOL = sse._EOL
+
+
+async def _counted(parts: list[bytes], fed: list[int]) -> AsyncIterator[bytes]:
+    for part in parts:
+        fed[0] += len(part)
+        yield part
+
+
+async def test_a_2_mb_line_without_a_line_end_is_refused_once_it_passes_the_cap() -> None:
+    fed = [0]
+    parts = [b"data: "] + [b"x" * 65536] * 32  # 2 MB and never a line end
+    with pytest.raises(SseTooLong):
+        async for _ in iter_lines(_counted(parts, fed)):
+            pass
+    assert sse.MAX_LINE_BYTES < fed[0] <= sse.MAX_LINE_BYTES + 65536  # stopped at the chunk that passed the cap
+
+
+async def test_a_line_just_under_the_cap_passes_and_many_small_data_lines_cannot_add_up() -> None:
+    line = b"data: " + b"x" * (sse.MAX_LINE_BYTES - 6) + b"\n"
+    assert [len(x) async for x in iter_lines(_chunks([line[:1000], line[1000:]]))] == [sse.MAX_LINE_BYTES]
+    many = b"data: " + b"y" * 1000 + b"\n"
+    with pytest.raises(SseTooLong):
+        await _events(many * (sse.MAX_LINE_BYTES // 1000 + 2))  # one event, never closed by a blank line
+
+
+@settings(max_examples=60, deadline=None)
+@given(raw=st.lists(st.sampled_from([b"ab", b"\r", b"\n", b"\r\n", "\u00e9".encode(), b"x" * 50]), max_size=200)
+       .map(b"".join),
+       sizes=st.lists(st.integers(1, 300), max_size=40))
+def test_the_splitter_looks_at_each_byte_once_whatever_the_chunking(raw: bytes, sizes: list[int]) -> None:
+    parts, rest = [], raw
+    for size in sizes:
+        parts.append(rest[:size])
+        rest = rest[size:]
+    parts = [p for p in [*parts, rest] if p]
+    counter = _CountingEol()
+
+    async def split() -> list[str]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sse, "_EOL", counter)
+            return [line async for line in iter_lines(_chunks(parts))]
+
+    lines = asyncio.run(split())
+    # Each chunk is scanned once, from where it starts (an LF finishing a CRLF split across chunks is skipped).
+    assert counter.calls == len(parts)
+    assert len(raw) - len(parts) <= counter.scanned <= len(raw)
+    # ...and the lines are what a whole-buffer split gives.
+    expected = re.split(rb"\r\n|\r|\n", raw)
+    if expected and expected[-1] == b"":
+        expected.pop()
+    assert lines == [x.decode("utf-8", "replace") for x in expected]
+
+
+async def test_a_long_line_arriving_in_small_chunks_costs_work_in_proportion_to_its_bytes() -> None:
+    counter = _CountingEol()
+    line = b"data: " + b"z" * 500_000 + b"\n\n"
+    parts = [line[i:i + 100] for i in range(0, len(line), 100)]  # 5 000 chunks: a re-scanning parser does 1.25e9
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sse, "_EOL", counter)
+        lines = [x async for x in iter_lines(_chunks(parts))]
+    assert [len(x) for x in lines] == [len(line) - 2, 0]
+    assert counter.scanned == len(line)

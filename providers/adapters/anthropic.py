@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from loguru import logger
 
-from providers.adapters.sse import is_event_stream, iter_sse, open_stream
+from providers.adapters.sse import is_event_stream, iter_sse, open_stream, whole
 from providers.base import Adapter, CallContext, error_text
 from providers.errors import ErrorKind, ProviderError, kind_from_status, parse_retry_after, refine_kind
 from providers.types import AdapterResult, Category, ChatMessage, GenerationRequest, StreamChunk, Usage
@@ -88,8 +88,7 @@ class AnthropicAdapter(Adapter):
         state = _StreamState(model)
         async with open_stream(self, self.url("v1/messages"), ctx, json=body, headers=self.headers()) as response:
             if not is_event_stream(response):
-                await response.aread()
-                result = self.result(response, model)  # a proxy that ignored stream=true
+                result = self.result(await whole(response, ctx), model)  # a proxy that ignored stream=true
                 yield StreamChunk(text=result.text or "")
                 yield StreamChunk(usage=result.usage, model=result.model)
                 return

@@ -20,7 +20,7 @@ import httpx
 from loguru import logger
 
 from providers.adapters.openai_media import OpenAIMedia
-from providers.adapters.sse import is_event_stream, iter_sse, open_stream
+from providers.adapters.sse import is_event_stream, iter_sse, open_stream, whole
 from providers.base import CallContext
 from providers.config import usd_to_micros
 from providers.errors import ErrorKind
@@ -64,8 +64,7 @@ class OpenAICompatAdapter(OpenAIMedia):
                                headers=self.headers()) as response:
             if not is_event_stream(response):
                 # A proxy that ignored stream=true, an error object on 200, or garbage.
-                await response.aread()
-                result = self.chat_result(response, model)
+                result = self.chat_result(await whole(response, ctx), model)
                 yield StreamChunk(text=result.text or "")
                 yield StreamChunk(usage=result.usage, cost_micros=result.cost_micros, model=result.model)
                 return
