@@ -1,7 +1,8 @@
 """Getting answers to the user: a streamed text reply edited in place, and media uploads.
 
 Telegram limits edits per chat, so a stream is edited at most once per interval; a `retry_after` from
-Telegram pauses intermediate edits for that long, and the final text is always delivered (waiting as
+Telegram (or from the send limiter, when the chat's next slot is further away than the interval) pauses
+intermediate edits for that long, and the final text is always delivered (waiting as
 long as Telegram asks). Text that grows past one message continues in a new message. A part Telegram
 still cannot parse is resent as plain text. Media from a provider (bytes, or a URL downloaded here as the
 outbound policy of providers.outbound allows, size-capped) is uploaded as a photo, video, voice or audio
@@ -26,7 +27,7 @@ from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, Telegra
 from aiogram.types import BufferedInputFile, Message, ReplyParameters
 from loguru import logger
 
-from bot.services.telegram_retry import with_retry
+from bot.services.telegram_retry import patience, with_retry
 from bot.services.textfmt import html_to_plain, split_html
 from providers.outbound import FetchError, OutboundPolicy
 from providers.types import Media
@@ -38,6 +39,9 @@ def _unparsable(exc: TelegramBadRequest) -> bool:
 
 def _not_modified(exc: TelegramBadRequest) -> bool:
     return "not modified" in exc.message.lower()
+
+
+MIN_EDIT_WAIT_S = 0.25  # an intermediate edit may wait this long for its slot, however short the interval
 
 
 async def _nothing_first() -> None:
@@ -90,7 +94,10 @@ class TextStreamer:
             return
         self._last_push = now
         try:
-            await self._show(text)
+            # an intermediate edit is not worth waiting for: the send limiter (bot.shared.limiter) raises
+            # TelegramRetryAfter instead of holding it past the interval, and no 429 is sent again
+            with patience(attempts=1, max_wait_s=max(self.interval, MIN_EDIT_WAIT_S)):
+                await self._show(text)
         except TelegramRetryAfter as exc:
             self._blocked_until = self.clock() + exc.retry_after  # skip edits; finish() waits it out
         except (TelegramNetworkError, TelegramBadRequest) as exc:
