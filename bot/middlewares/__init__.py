@@ -12,12 +12,15 @@ from bot.middlewares.session import DbSession
 from bot.middlewares.throttling import Throttling
 from bot.middlewares.user import UserContext
 from bot.settings import Settings
+from bot.shared import Shared
 
 __all__ = ["DbSession", "Throttling", "UpdateDedup", "UserContext", "setup_middlewares"]
 
 
-def setup_middlewares(dp: Dispatcher, settings: Settings) -> None:
-    dp.update.outer_middleware(UpdateDedup())
-    dp.update.outer_middleware(Throttling(settings.throttle_rate, settings.throttle_window))
+def setup_middlewares(dp: Dispatcher, settings: Settings, shared: Shared | None = None) -> None:
+    """`shared`: the seen update ids and flood counts every process shares (bot.shared); None: local ones."""
+    dp.update.outer_middleware(UpdateDedup(seen=shared.seen if shared else None))
+    dp.update.outer_middleware(Throttling(settings.throttle_rate, settings.throttle_window,
+                                          gate=shared.flood if shared else None))
     dp.update.outer_middleware(DbSession())
     dp.update.outer_middleware(UserContext())

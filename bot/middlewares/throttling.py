@@ -1,12 +1,12 @@
 """Per-user flood control: more than `rate` updates in `window` seconds are dropped, and the user is told
 to slow down at most once per window. The bot's own /cancel always gets through: exactly what the /cancel
 handler's Command filter accepts (`/cancel` or `/cancel@<this bot>`), so nothing that would reach any other
-handler (`/cancel@someone_else hi` is chat text) skips the limit."""
+handler (`/cancel@someone_else hi` is chat text) skips the limit. With REDIS_URL set the counts are shared by
+every front (bot.shared.throttle), so a user gets the same rate however updates are spread over them."""
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,43 +17,30 @@ from aiogram.types import Chat, TelegramObject, Update, User
 from loguru import logger
 
 from bot.i18n import language_for, t
+from bot.shared.throttle import FloodGate, LocalFloodGate
 
 
 class Throttling(BaseMiddleware):
-    def __init__(self, rate: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+    """`gate` keeps the counts: this process's own by default, or one every front shares (bot.shared)."""
+
+    def __init__(self, rate: int, window: float, clock: Callable[[], float] = time.monotonic, *,
+                 gate: FloodGate | None = None) -> None:
         self.rate = rate
         self.window = window
-        self.clock = clock
-        self._hits: dict[int, deque[float]] = {}
-        self._warned_until: dict[int, float] = {}
+        self.local = LocalFloodGate(rate, window, clock)
+        self.gate: FloodGate = gate or self.local
 
     def allow(self, user_id: int) -> tuple[bool, bool]:
-        """(allowed, warn): warn is True for the first refused update of a window."""
-        now = self.clock()
-        hits = self._hits.setdefault(user_id, deque())
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if len(hits) < self.rate:
-            hits.append(now)
-            if len(self._hits) > 50_000:
-                self._forget_idle(now)
-            return True, False
-        if self._warned_until.get(user_id, 0.0) > now:
-            return False, False
-        self._warned_until[user_id] = now + self.window
-        return False, True
-
-    def _forget_idle(self, now: float) -> None:
-        for user_id in [u for u, h in self._hits.items() if not h or h[-1] <= now - self.window]:
-            self._hits.pop(user_id, None)
-            self._warned_until.pop(user_id, None)
+        """(allowed, warn) from this process's own counts: warn is True for the first refused update of a
+        window."""
+        return tuple(self.local.hit_now(user_id))  # type: ignore[return-value]
 
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         if user is None or await _is_own_cancel(event, data.get("bot")):
             return await handler(event, data)
-        allowed, warn = self.allow(user.id)
+        allowed, warn = await self.gate.hit(user.id)
         if allowed:
             return await handler(event, data)
         logger.info("user {} throttled", user.id)

@@ -5,13 +5,17 @@ provider serves again or its long cooldown runs out), and a new incident always 
 until a later deadline. The notifier still dedupes per (provider, kind), so an alert delivered twice
 (a retried hook, a second manager over the same providers) is told once: a repeat whose deadline is not
 later than the one already announced is the same incident.
+
+Several processes (fronts and workers, each with its own manager) may raise the same incident: given
+`claims` (bot.shared.once, in Redis when REDIS_URL is set), the first to claim `alert:<provider>:<kind>`
+tells the admins, and the claim lasts as long as the provider is parked, so the others stay silent.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from aiogram import Bot
@@ -25,12 +29,16 @@ from bot.i18n import DEFAULT_LANG, Translate, language_for
 from bot.services.reports import esc, moment
 from bot.services.telegram_retry import with_retry
 from bot.settings import Settings
+from bot.shared.once import Claims
 from db.repo.users import get_user
 from providers.health import Alert
 
 # Long opaque strings that look like credentials (sk-..., hf_..., r8_..., bearer tokens). Provider error
 # bodies sometimes echo a (partly masked) key; an alert must never carry one into a chat.
 _SECRET_LIKE = re.compile(r"\b(?:sk|pk|rk|hf|r8|key|xai|gsk)[-_][A-Za-z0-9_\-*.]{8,}|\b[A-Za-z0-9_\-]{32,}\b")
+
+
+MIN_CLAIM_S = 60.0  # an incident's claim lasts at least this long, even for a parking already over
 
 
 def redact_secrets(text: str) -> str:
@@ -54,8 +62,10 @@ async def send_each(chat_ids: Iterable[int], send: Callable[[int], Awaitable[Any
 class AlertNotifier:
     """`on_alert` for the provider manager: tells every admin once per incident, each in their language."""
 
-    def __init__(self, bot: Bot, settings: Settings, *, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, bot: Bot, settings: Settings, *, sessions: async_sessionmaker[AsyncSession],
+                 claims: Claims | None = None) -> None:
         self.bot = bot
+        self.claims = claims
         self.settings = settings
         self.sessions = sessions  # only to find each admin's language
         self._announced: dict[tuple[str, str], datetime] = {}
@@ -67,6 +77,11 @@ class AlertNotifier:
             logger.debug("alert for {} ({}) already told in this incident", *key)
             return
         self._announced[key] = alert.until  # before any await: a racing duplicate sees it
+        if self.claims is not None:
+            parked_s = (alert.until - datetime.now(UTC)).total_seconds()
+            if not await self.claims.claim(f"alert:{alert.provider}:{alert.kind}", max(MIN_CLAIM_S, parked_s)):
+                logger.info("alert for {} ({}) already told by another process", *key)
+                return
         message = redact_secrets(alert.message)
         langs = await admin_languages(self.sessions, self.settings.admin_ids)
 

@@ -3,6 +3,9 @@
 Figures are read once; the text and the chart are rendered once per language the admins speak. The chart
 is drawn in a worker thread (matplotlib is CPU-bound). Each admin is sent to on their own: one who blocked
 the bot is logged and skipped, the others still get theirs.
+
+Every process schedules the digest; the scheduled run claims `digest:<date>` first (bot.shared.once, in
+Redis when REDIS_URL is set), so only one of them sends it. /digest (on demand) never claims.
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ from bot.services.reports import (
 from bot.services.telegram_retry import with_retry
 from bot.services.textfmt import u16len
 from bot.settings import Settings
+from bot.shared.once import Claims
 from db.periods import Period, period_named
 from db.repo.stats import digest, provider_stats
 from db.repo.stats_types import Digest, ProviderStats
 from providers.manager import ProviderManager
 
 JOB_ID = "daily_digest"
+CLAIM_TTL_S = 2 * 86_400.0  # longer than the misfire grace: a late run of any process finds the claim
 TOP_USERS = 10
 
 
@@ -133,9 +138,13 @@ async def _render(data: DigestData, t: Translate, settings: Settings) -> tuple[s
 
 async def send_digest(bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings,
                       manager: ProviderManager, period: Period | None = None,
-                      chat_ids: Iterable[int] | None = None) -> list[int]:
-    """Send the digest (yesterday by default) to `chat_ids` (every admin by default); the chats reached."""
+                      chat_ids: Iterable[int] | None = None, once: Claims | None = None) -> list[int]:
+    """Send the digest (yesterday by default) to `chat_ids` (every admin by default); the chats reached.
+    With `once` (the scheduled run), only if no process has claimed this period's digest yet."""
     period = period or period_named("yesterday", settings.tz)
+    if once is not None and not await once.claim(digest_claim(period, settings), CLAIM_TTL_S):
+        logger.info("digest for {} already sent by another process", period.name or period.start.date())
+        return []
     targets = list(dict.fromkeys(settings.admin_ids if chat_ids is None else chat_ids))
     async with sessions() as session:
         data = await load_digest(session, period, manager)
@@ -160,8 +169,12 @@ async def send_digest(bot: Bot, sessions: async_sessionmaker[AsyncSession], sett
     return reached
 
 
+def digest_claim(period: Period, settings: Settings) -> str:
+    return f"digest:{period.start.astimezone(settings.tz).date().isoformat()}"
+
+
 def schedule_digest(scheduler: AsyncIOScheduler, bot: Bot, sessions: async_sessionmaker[AsyncSession],
-                    settings: Settings, manager: ProviderManager) -> None:
+                    settings: Settings, manager: ProviderManager, once: Claims | None = None) -> None:
     """Every day at DIGEST_TIME in TIMEZONE. A bot that was down at that moment sends it within the hour."""
     trigger = CronTrigger(hour=settings.digest_time.hour, minute=settings.digest_time.minute,
                           timezone=settings.tz)
@@ -169,5 +182,6 @@ def schedule_digest(scheduler: AsyncIOScheduler, bot: Bot, sessions: async_sessi
         scheduler.remove_job(JOB_ID)
     scheduler.add_job(send_digest, trigger, id=JOB_ID, replace_existing=True, coalesce=True,
                       misfire_grace_time=3600, max_instances=1,
-                      kwargs={"bot": bot, "sessions": sessions, "settings": settings, "manager": manager})
+                      kwargs={"bot": bot, "sessions": sessions, "settings": settings, "manager": manager,
+                              "once": once})
     logger.info("daily digest scheduled at {} {}", settings.digest_time.strftime("%H:%M"), settings.timezone)
