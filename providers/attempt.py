@@ -21,6 +21,7 @@ from types import TracebackType
 from loguru import logger
 
 from providers.base import CallContext
+from providers.bodies import DEFAULT_MAX_MEDIA_BYTES
 from providers.budget import DailySpend
 from providers.config import ManagerSettings
 from providers.errors import Attempt, ErrorKind, ProviderError
@@ -41,16 +42,21 @@ class Runtime:
     latency: LatencyBook
     clock: Clock
     alert: Callable[[Alert], None]  # fire-and-forget: an alert never delays a user's answer
+    max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES  # the cap of a media answer's body (the bot's MAX_MEDIA_BYTES)
 
 
-def context_for(candidate: Candidate, reporter: Reporter) -> CallContext:
-    options = candidate.adapter.config.options
+def context_for(rt: Runtime, candidate: Candidate, category: Category, reporter: Reporter) -> CallContext:
+    config = candidate.adapter.config
     provider, model = candidate.provider, candidate.model
     return CallContext(
-        timeout_s=candidate.adapter.config.timeout_s,
+        timeout_s=config.timeout_s,
         on_job_id=lambda job_id: reporter.job_id(provider, model, job_id),
-        poll_interval_s=float(options.get("poll_interval_s", 1.0)),
-        max_poll_s=float(options.get("max_poll_s", 600.0)),
+        poll_interval_s=float(config.options.get("poll_interval_s", 1.0)),
+        max_poll_s=float(config.options.get("max_poll_s", 600.0)),
+        total_timeout_s=config.total_deadline_s,
+        first_token_timeout_s=config.first_token_deadline_s,
+        media=category is not Category.TEXT,
+        max_media_bytes=rt.max_media_bytes,
     )
 
 

@@ -36,7 +36,8 @@ async def call_provider(rt: Runtime, candidate: Candidate, request: GenerationRe
     if isinstance(run, Block):
         return run
     async with run:
-        run.output = await candidate.adapter.generate(request, candidate.model, context_for(candidate, reporter))
+        ctx = context_for(rt, candidate, request.category, reporter)
+        run.output = await candidate.adapter.generate(request, candidate.model, ctx)
     assert run.attempt is not None
     return run.attempt, run.output
 
@@ -131,7 +132,8 @@ async def resume_job(rt: Runtime, candidate: Candidate, job_id: str, request: Ge
     chain = Chain(category, (provider,), (candidate,), "priority", {}, f"{provider}={candidate.model}")
     run = AttemptRun(rt, candidate, ticket, 0, reporter, job_id=job_id, adapter_bugs=False)
     async with run:
-        out = await candidate.adapter.resume(job_id, request, candidate.model, context_for(candidate, reporter))
+        ctx = context_for(rt, candidate, category, reporter)
+        out = await candidate.adapter.resume(job_id, request, candidate.model, ctx)
         run.output = out if out.job_id is not None else dataclasses.replace(out, job_id=job_id)
     assert run.attempt is not None
     if run.output is None:

@@ -105,7 +105,7 @@ def _request(args: argparse.Namespace) -> GenerationRequest | None:
 
 
 async def _try(config: ProvidersConfig, request: GenerationRequest, args: argparse.Namespace) -> int:
-    async with ProviderManager(config) as manager:
+    async with ProviderManager(config, max_media_bytes=CLI_MAX_MEDIA_BYTES) as manager:
         try:
             result = await manager.generate(request, label=args.label)
         except AllProvidersFailed as failed:

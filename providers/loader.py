@@ -28,8 +28,8 @@ __all__ = ["ProvidersFileError", "load_providers", "parse_providers", "resolve_p
 
 DEFAULT_FILE = "default_providers.toml"
 _TOP_KEYS = {"providers", "routes", "labels", "manager"}
-_PROVIDER_KEYS = {"kind", "base_url", "api_key_env", "timeout_s", "models", "prices", "model_prices",
-                  "headers", "options", "daily_budget_usd", "description"}
+_PROVIDER_KEYS = {"kind", "base_url", "api_key_env", "timeout_s", "total_timeout_s", "first_token_timeout_s",
+                  "models", "prices", "model_prices", "headers", "options", "daily_budget_usd", "description"}
 _LABEL_KEYS = {"category", "credits", "route", "description", "models"}
 _ROUTE_KEYS = {"providers", "strategy"}
 _STRATEGIES = ("priority", "cheapest", "fastest")
@@ -95,9 +95,14 @@ def _provider(check: Checker, name: str, body: Any, env: Mapping[str, str]) -> P
         check.fail(entry, f"base_url {base_url!r} must start with http:// or https://")
     key_env, api_key = _api_key(check, entry, name, kind, table.get("api_key_env"), env)
     budget = table.get("daily_budget_usd")
+    total, first = (None if table.get(k) is None else check.positive(entry, k, table[k])
+                    for k in ("total_timeout_s", "first_token_timeout_s"))
+    if total is not None and first is not None and first > total:
+        check.fail(entry, f"'first_token_timeout_s' ({first:g}) must not exceed 'total_timeout_s' ({total:g})")
     return ProviderConfig(
         name=name, kind=kind, base_url=base_url, api_key=api_key, api_key_env=key_env,
         timeout_s=check.positive(entry, "timeout_s", table.get("timeout_s", 60.0)),
+        total_timeout_s=total, first_token_timeout_s=first,
         models=models,
         prices=_prices(check, f"{entry} prices", table.get("prices", {})),
         model_prices={str(model): _prices(check, f"{entry} model_prices.{model!r}", prices)

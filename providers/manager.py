@@ -20,6 +20,7 @@ from loguru import logger
 from providers.adapters import ADAPTERS
 from providers.attempt import Runtime
 from providers.base import Adapter
+from providers.bodies import DEFAULT_MAX_MEDIA_BYTES
 from providers.budget import DailySpend
 from providers.calls import resume_job, run_chain
 from providers.catalogue import Catalogue
@@ -64,7 +65,8 @@ def make_client(max_connections: int = 512) -> httpx.AsyncClient:
 class ProviderManager:
     def __init__(self, config: ProvidersConfig, client: httpx.AsyncClient | None = None,
                  observer: CallHooks | None = None, on_alert: AlertHook | None = None, *,
-                 clock: Clock | None = None, registry: Mapping[str, type[Adapter]] | None = None) -> None:
+                 clock: Clock | None = None, registry: Mapping[str, type[Adapter]] | None = None,
+                 max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES) -> None:
         self.config = config
         self.settings = config.settings
         self.observer = observer
@@ -77,7 +79,8 @@ class ProviderManager:
         self.health = HealthBook(self.settings, self.clock)
         self.spend = DailySpend(self.clock)
         self.latency = LatencyBook(self.settings.latency_window)
-        self._rt = Runtime(self.settings, self.health, self.spend, self.latency, self.clock, self._alert)
+        self._rt = Runtime(self.settings, self.health, self.spend, self.latency, self.clock, self._alert,
+                           max_media_bytes)
         self._flights: SingleFlight[Result] = SingleFlight()
         self._cache: ResultCache[Result] = ResultCache(self.settings.cache_max_entries)
         self._chains: dict[tuple[Category, str | None, tuple[str, ...] | None], Chain] = {}
