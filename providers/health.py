@@ -13,6 +13,11 @@ Rules (design.md's table):
 A deadline is only ever extended, never shortened. Decisions use the monotonic clock; the wall-clock
 UTC datetimes kept beside them are for display and `retry_at`.
 
+Across processes (providers.shared): every deadline this book sets or extends is told to `on_deadline`
+as a `DeadlineNote` (UTC epoch seconds), and `apply_remote` extends a local deadline to one another
+process set (never shortening it, never announcing it again). Failure counts and the half-open trial stay
+per process: each process that sees a circuit's deadline pass lets its own single trial through.
+
 An incident: it begins with a quota/auth failure of a provider that has no open incident, and it ends
 when the provider serves a call that began after the incident began, or when its long cooldown runs
 out. So admins hear once per cooldown window, not once per failed call, and again if the provider is
@@ -22,10 +27,11 @@ still broken when the window ends.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 
 from providers.config import ManagerSettings
 from providers.errors import ErrorKind, ProviderError
@@ -93,15 +99,32 @@ class CategoryHealth:
     consecutive_failures: int
 
 
+DeadlineScope = Literal["cooldown", "circuit"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineNote:
+    """A deadline as processes share it: `category` None is the whole provider (quota / auth parking, a
+    cooldown); `until` is UTC epoch seconds; `reason` the error kind behind it."""
+
+    provider: str
+    category: Category | None
+    scope: DeadlineScope
+    until: float
+    reason: ErrorKind
+
+
 @dataclass(slots=True)
 class _Deadline:
     until: float = _NEVER  # monotonic
     wall: datetime | None = None
     kind: ErrorKind | None = None
 
-    def extend(self, until: float, wall: datetime, kind: ErrorKind) -> None:
+    def extend(self, until: float, wall: datetime, kind: ErrorKind) -> bool:
         if until > self.until:  # never shortened: a later, shorter Retry-After changes nothing
             self.until, self.wall, self.kind = until, wall, kind
+            return True
+        return False
 
 
 @dataclass(slots=True)
@@ -135,6 +158,8 @@ class HealthBook:
         self.clock: Clock = clock or SystemClock()
         self._slots: dict[tuple[str, Category], _Slot] = {}
         self._providers: dict[str, _ProviderState] = {}
+        # Told every deadline this book sets or extends itself (not remote ones); None: nobody listens.
+        self.on_deadline: Callable[[DeadlineNote], None] | None = None
 
     # --- decisions ---------------------------------------------------------------------------
     def blocked(self, provider: str, category: Category) -> Block | None:
@@ -195,16 +220,18 @@ class HealthBook:
             slot.trial_in_flight = False
         if kind is ErrorKind.RATE_LIMITED:
             wait = error.retry_after_s
-            self._extend(slot.cooldown, self.settings.default_rate_limit_cooldown_s if wait is None else wait, kind)
+            self._extend(slot.cooldown, self.settings.default_rate_limit_cooldown_s if wait is None else wait, kind,
+                         ticket.provider, ticket.category, "cooldown")
         elif kind.long_cooldown:
             return self._park(ticket.provider, error)
         elif kind in (ErrorKind.UNAVAILABLE, ErrorKind.INVALID_RESPONSE):
             slot.failures += 1
             if ticket.trial or hung or slot.failures >= self.settings.circuit_failures:
                 slot.circuit_tripped = True
-                self._extend(slot.circuit, self.settings.circuit_open_s, kind)
+                self._extend(slot.circuit, self.settings.circuit_open_s, kind,
+                             ticket.provider, ticket.category, "circuit")
             if error.retry_after_s:
-                self._extend(slot.cooldown, error.retry_after_s, kind)
+                self._extend(slot.cooldown, error.retry_after_s, kind, ticket.provider, ticket.category, "cooldown")
         return None
 
     def _park(self, provider: str, error: ProviderError) -> Alert | None:
@@ -212,12 +239,53 @@ class HealthBook:
         now = self.clock.monotonic()
         incident_open = state.incident_began is not None and state.parked.until > now
         wait = max(self.settings.long_cooldown_s, error.retry_after_s or 0.0)
-        self._extend(state.parked, wait, error.kind)
+        self._extend(state.parked, wait, error.kind, provider, None, "cooldown")
         if incident_open:
             return None
         state.incident_began = now
         assert state.parked.wall is not None
         return Alert(provider, error.kind, error.message, state.parked.wall)
+
+    # --- other processes ---------------------------------------------------------------------
+    def apply_remote(self, note: DeadlineNote) -> bool:
+        """Another process set this deadline: extend ours to it (converted from UTC epoch seconds to this
+        process's monotonic clock). Never shortens one, never calls `on_deadline`. A remote whole-provider
+        cooldown counts as an open incident here (that process raised the alert), so a call of ours that
+        fails the same way within the window alerts nobody again. True when it changed anything."""
+        left = note.until - self.clock.now().timestamp()
+        if left <= 0:
+            return False
+        until, wall = self.clock.monotonic() + left, datetime.fromtimestamp(note.until, UTC)
+        if note.category is None:
+            state = self._providers.setdefault(note.provider, _ProviderState())
+            extended = state.parked.extend(until, wall, note.reason)
+            if extended and state.incident_began is None:
+                state.incident_began = self.clock.monotonic()
+            return extended
+        slot = self._slot(note.provider, note.category)
+        if note.scope == "circuit":
+            extended = slot.circuit.extend(until, wall, note.reason)
+            if extended:
+                slot.circuit_tripped = True  # open until then; afterwards half-open here too
+            return extended
+        return slot.cooldown.extend(until, wall, note.reason)
+
+    def deadlines(self) -> list[DeadlineNote]:
+        """Every deadline still running, as notes (for a shared store that lost them)."""
+        now = self.clock.monotonic()
+        notes: list[DeadlineNote] = []
+
+        def add(deadline: _Deadline, provider: str, category: Category | None, scope: DeadlineScope) -> None:
+            if deadline.until > now and deadline.wall is not None and deadline.kind is not None:
+                notes.append(DeadlineNote(provider, category, scope, deadline.wall.timestamp(), deadline.kind))
+
+        for provider, state in self._providers.items():
+            add(state.parked, provider, None, "cooldown")
+        for (provider, category), slot in self._slots.items():
+            add(slot.cooldown, provider, category, "cooldown")
+            if slot.circuit_tripped:
+                add(slot.circuit, provider, category, "circuit")
+        return notes
 
     # --- views -------------------------------------------------------------------------------
     def category_health(self, provider: str, category: Category) -> CategoryHealth:
@@ -233,8 +301,11 @@ class HealthBook:
     def _slot(self, provider: str, category: Category) -> _Slot:
         return self._slots.setdefault((provider, category), _Slot())
 
-    def _extend(self, deadline: _Deadline, seconds: float, kind: ErrorKind) -> None:
-        deadline.extend(self.clock.monotonic() + seconds, self.clock.now() + timedelta(seconds=seconds), kind)
+    def _extend(self, deadline: _Deadline, seconds: float, kind: ErrorKind, provider: str,
+                category: Category | None, scope: DeadlineScope) -> None:
+        wall = self.clock.now() + timedelta(seconds=seconds)
+        if deadline.extend(self.clock.monotonic() + seconds, wall, kind) and self.on_deadline is not None:
+            self.on_deadline(DeadlineNote(provider, category, scope, wall.timestamp(), kind))
 
 
 def _iso(moment: datetime) -> str:
