@@ -26,6 +26,7 @@ from providers.health import Alert, CategoryHealth, CircuitState
 from providers.loader import ProvidersFileError, load_providers
 from providers.manager import ProviderHealth, ProviderManager
 from providers.result import CallHooks, Result
+from providers.shared import LocalState, SharedState, make_shared_state
 from providers.streaming import TextStream
 from providers.types import (
     AdapterResult,
@@ -40,8 +41,8 @@ from providers.types import (
 
 __all__ = [
     "AdapterResult", "Alert", "AllProvidersFailed", "Attempt", "CallHooks", "Catalogue", "Category", "CategoryHealth",
-    "ChatMessage", "CircuitState", "EditOp", "ErrorKind", "GenerationRequest", "LabelConfig", "ManagerSettings",
-    "Media", "Prices", "ProviderConfig", "ProviderError", "ProviderHealth", "ProviderManager", "ProvidersConfig",
-    "ProvidersFileError", "Result", "RouteConfig", "StreamChunk", "TextStream", "Usage", "load_providers",
-    "usd_to_micros",
+    "ChatMessage", "CircuitState", "EditOp", "ErrorKind", "GenerationRequest", "LabelConfig", "LocalState",
+    "ManagerSettings", "Media", "Prices", "ProviderConfig", "ProviderError", "ProviderHealth", "ProviderManager",
+    "ProvidersConfig", "ProvidersFileError", "Result", "RouteConfig", "SharedState", "StreamChunk", "TextStream",
+    "Usage", "load_providers", "make_shared_state", "usd_to_micros",
 ]

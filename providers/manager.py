@@ -30,6 +30,7 @@ from providers.health import Alert, CategoryHealth, Clock, HealthBook, SystemClo
 from providers.outbound import Origin
 from providers.result import CallHooks, Reporter, Result
 from providers.routing import Candidate, Chain, LatencyBook, resolve_chain
+from providers.shared import LocalState, SharedState
 from providers.singleflight import ResultCache, SingleFlight
 from providers.streaming import TextStream
 from providers.types import Category, GenerationRequest
@@ -66,7 +67,9 @@ class ProviderManager:
     def __init__(self, config: ProvidersConfig, client: httpx.AsyncClient | None = None,
                  observer: CallHooks | None = None, on_alert: AlertHook | None = None, *,
                  clock: Clock | None = None, registry: Mapping[str, type[Adapter]] | None = None,
-                 max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES) -> None:
+                 max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES, shared: SharedState | None = None) -> None:
+        """`shared`: health deadlines and daily spend kept in step with other processes (providers.shared);
+        None shares nothing. Started by `start()` (or `async with`), stopped by `aclose()`."""
         self.config = config
         self.settings = config.settings
         self.observer = observer
@@ -79,6 +82,8 @@ class ProviderManager:
         self.health = HealthBook(self.settings, self.clock)
         self.spend = DailySpend(self.clock)
         self.latency = LatencyBook(self.settings.latency_window)
+        self.shared: SharedState = shared if shared is not None else LocalState()
+        self.shared.bind(self.health, self.spend)
         self._rt = Runtime(self.settings, self.health, self.spend, self.latency, self.clock, self._alert,
                            max_media_bytes)
         self._flights: SingleFlight[Result] = SingleFlight()
@@ -98,7 +103,13 @@ class ProviderManager:
             adapters[name] = cls(provider, self.client)
         return adapters
 
+    async def start(self) -> None:
+        """Start sharing state with other processes (a no-op without `shared`); never raises for an
+        unreachable store. Idempotent."""
+        await self.shared.start()
+
     async def aclose(self) -> None:
+        await self.shared.aclose()
         if self._background:  # alerts still being sent: a little patience, but a hung channel cannot block exit
             _, late = await asyncio.wait(self._background, timeout=5.0)
             for task in late:
@@ -107,6 +118,7 @@ class ProviderManager:
             await self.client.aclose()
 
     async def __aenter__(self) -> ProviderManager:
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
