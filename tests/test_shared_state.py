@@ -9,6 +9,7 @@ state to appear, within a bound; nothing here asserts on timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import textwrap
 import uuid
@@ -337,6 +338,86 @@ async def test_with_redis_down_both_managers_serve_on_their_own_state(
         logger.remove(sink)
     assert any("shared provider state" in line and "WARNING" in line for line in logged)
     assert not any(password in line for line in logged)
+
+
+class CuttableProxy:
+    """A loopback TCP relay to Redis that the test can cut (every connection dropped, nobody listening)
+    and restore on the same port: a Redis outage for one process only."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers += [writer, up_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_a_process_cut_off_from_redis_catches_up_when_it_is_back(url: str, prefix: str) -> None:
+    from urllib.parse import urlsplit
+
+    target = urlsplit(url)
+    proxy = CuttableProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    (a_health, a_spend), (b_health, b_spend) = books(), books()
+    a = RedisState(url, prefix=prefix)
+    b = RedisState(urlsplit(url)._replace(netloc=f"127.0.0.1:{proxy.port}").geturl(), prefix=prefix,
+                   retry_s=0.05, max_retry_s=0.2)
+    a.bind(a_health, a_spend)
+    b.bind(b_health, b_spend)
+    try:
+        await a.start()
+        await b.start()
+        assert a.connected and b.connected
+        await proxy.cut()
+        await eventually(lambda: not b.connected, "B notices it lost Redis")
+        rate_limited(a_health, 300)  # published while B cannot hear it
+        b_spend.add("p", 700)  # spent while B cannot tell anyone
+        ticket = Ticket("p", Category.IMAGE, b_health.clock.monotonic(), trial=False)
+        b_health.failure(ticket, failure(ErrorKind.RATE_LIMITED, retry_after_s=600))
+        assert b_health.blocked("p", T) is None and b._pending_spend and b._pending_deadlines
+        await proxy.start()  # back on the same port
+        await eventually(lambda: b.connected, "B reconnects")
+        await eventually(lambda: b_health.blocked("p", T) is not None, "B loads what it missed")
+        assert same(until(b_health), until(a_health))
+        await eventually(lambda: a_spend.spent("p") == 700, "A learns what B spent meanwhile")
+        await eventually(lambda: a_health.blocked("p", Category.IMAGE) is not None, "A learns B's deadline")
+        assert same(until(a_health, Category.IMAGE), until(b_health, Category.IMAGE))
+    finally:
+        await a.aclose()
+        await b.aclose()
+        with contextlib.suppress(Exception):
+            await proxy.cut()
 
 
 # --- no Redis at all ---------------------------------------------------------------------------
