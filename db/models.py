@@ -26,7 +26,7 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 OPEN_STATUSES = ("reserved", "running")
 CLOSED_STATUSES = ("served", "failed", "canceled")  # requests that ran; a refusal never did
@@ -65,6 +65,32 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+def _without_nul(value: str | None) -> str | None:
+    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
+
+
+class _PgString(TypeDecorator[str]):
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return _without_nul(value)
+
+
+class _PgText(_PgString):
+    impl = Text
+    cache_ok = True
+
+
+def Str(length: int | None = None) -> TypeEngine[str]:
+    """Text from outside (users, providers). PostgreSQL refuses U+0000 in text, which SQLite stores: on
+    PostgreSQL it becomes U+FFFD (same length, so trimming and history budgets count alike); SQLite keeps
+    plain String/Text, unchanged."""
+    if length is None:
+        return Text().with_variant(_PgText(), "postgresql")
+    return String(length).with_variant(_PgString(length), "postgresql")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -74,11 +100,11 @@ class User(Base):
     __table_args__ = (CheckConstraint("credits >= 0", name="credits_not_negative"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram user id
-    username: Mapped[str | None] = mapped_column(String(64))
-    first_name: Mapped[str | None] = mapped_column(String(128))
-    last_name: Mapped[str | None] = mapped_column(String(128))
-    tg_language: Mapped[str | None] = mapped_column(String(16))  # from Telegram, refreshed on every update
-    language: Mapped[str | None] = mapped_column(String(16))  # chosen in the bot; wins over tg_language
+    username: Mapped[str | None] = mapped_column(Str(64))
+    first_name: Mapped[str | None] = mapped_column(Str(128))
+    last_name: Mapped[str | None] = mapped_column(Str(128))
+    tg_language: Mapped[str | None] = mapped_column(Str(16))  # from Telegram, refreshed on every update
+    language: Mapped[str | None] = mapped_column(Str(16))  # chosen in the bot; wins over tg_language
     is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
     credits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # category -> chosen label
@@ -111,7 +137,7 @@ class Request(Base):
     update_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)  # a re-delivery is not charged twice
     label: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(32))
-    prompt: Mapped[str] = mapped_column(String(PROMPT_MAX), default="")
+    prompt: Mapped[str] = mapped_column(Str(PROMPT_MAX), default="")
     status: Mapped[str] = mapped_column(String(16), default="reserved")  # see db/repo/lifecycle.py
     route_first_provider: Mapped[str | None] = mapped_column(String(64))
     provider: Mapped[str | None] = mapped_column(String(64))  # who served it
@@ -124,8 +150,8 @@ class Request(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error_kind: Mapped[str | None] = mapped_column(String(32))
-    error_message: Mapped[str | None] = mapped_column(String(MESSAGE_MAX))
-    provider_job_id: Mapped[str | None] = mapped_column(String(255))
+    error_message: Mapped[str | None] = mapped_column(Str(MESSAGE_MAX))
+    provider_job_id: Mapped[str | None] = mapped_column(Str(255))
     job_provider: Mapped[str | None] = mapped_column(String(64))
     job_model: Mapped[str | None] = mapped_column(String(128))
     budget_day_key: Mapped[int | None] = mapped_column(Integer)  # which budget counters a refund gives back to
@@ -151,8 +177,8 @@ class Attempt(Base):
     http_status: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    job_id: Mapped[str | None] = mapped_column(String(255))
-    message: Mapped[str | None] = mapped_column(String(MESSAGE_MAX))
+    job_id: Mapped[str | None] = mapped_column(Str(255))
+    message: Mapped[str | None] = mapped_column(Str(MESSAGE_MAX))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -180,7 +206,7 @@ class HistoryMessage(Base):
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
-    content: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Str())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
