@@ -3,11 +3,17 @@ REQUIRE_SERVICES=1 (as CI runs), with the reason and the variable to set."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests import services
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _closed_port() -> int:
@@ -74,3 +80,20 @@ def test_a_live_postgres_is_handed_out() -> None:
 def test_a_live_redis_is_handed_out() -> None:
     url = services.redis_url()
     assert services.probe_redis(url) is None
+
+
+def test_the_db_suite_skips_its_postgres_half_without_a_server_and_ci_fails_it() -> None:
+    """The real wiring, in a child pytest: one db test, its [sqlite] half passes, its [postgres] half is
+    skipped with the reason, and under REQUIRE_SERVICES=1 it is an error."""
+    env = {**os.environ, "TEST_POSTGRES_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/postgres"}
+    env.pop("REQUIRE_SERVICES", None)
+    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+               "tests/db/test_users.py::test_zero_free_credits_writes_no_ledger_row"]
+    relaxed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert relaxed.returncode == 0, relaxed.stdout + relaxed.stderr
+    assert "1 passed, 1 skipped" in relaxed.stdout
+    assert "PostgreSQL not reachable at" in relaxed.stdout and "set TEST_POSTGRES_URL" in relaxed.stdout
+    strict = subprocess.run(command, cwd=ROOT, env={**env, "REQUIRE_SERVICES": "1"}, capture_output=True,
+                            text=True, timeout=120)
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "1 passed, 1 error" in strict.stdout and "REQUIRE_SERVICES=1" in strict.stdout

@@ -70,7 +70,7 @@ from db.repo.lifecycle import (
 )
 from db.repo.records import Budget, ServedRecord
 from db.repo.users import grant_credits, ledger_mismatches
-from tests.db.conftest import FreshDb
+from tests.db.conftest import FreshDb, examples
 from tests.db.support import T0, make_user, reserve
 
 USERS = (1, 2, 3)
@@ -375,4 +375,5 @@ def test_any_sequence_of_transitions_keeps_balances_refunds_and_states_right(fre
     class Machine(LifecycleMachine):
         fresh = fresh_db
 
-    run_state_machine_as_test(Machine, settings=settings(max_examples=20, stateful_step_count=50, deadline=None))
+    run_state_machine_as_test(Machine, settings=settings(max_examples=examples(fresh_db.backend, 20),
+                                                         stateful_step_count=50, deadline=None))

@@ -1,22 +1,29 @@
-"""Migrations: the stairway (every revision up, down, up again), no drift from the models, SQLite set-up."""
+"""Migrations on every backend: the stairway (every revision up, down, up again), no drift from the
+models, data carried through 0003 and 0004; and the SQLite connection set-up."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 import db.rollup_tables  # noqa: F401  (the rollup tables join the metadata)
 from db.engine import alembic_config, downgrade_database, make_engine, upgrade_database
 from db.models import Base
-from tests.db.conftest import sqlite_url
+from tests.db.conftest import only, sqlite_url
+
+T = TypeVar("T")
 
 
 def _revisions() -> list[str]:
@@ -24,58 +31,98 @@ def _revisions() -> list[str]:
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
-def _schema(path: Path) -> set[tuple[str, frozenset[str]]]:
-    """Every table and index as its definition's clauses: a table that batch mode recreated lists the same
-    columns and constraints, in another order, with its name quoted."""
-    with sqlite3.connect(path) as con:
-        rows = con.execute("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE '%alembic_version%'").fetchall()
-    return {(name, frozenset(line.strip().rstrip(",").replace('"', "") for line in (sql or "").splitlines()))
-            for name, sql in rows}
+async def _on(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as connection:
+            return await work(connection)
+    finally:
+        await engine.dispose()
 
 
-def _tables(path: Path) -> set[str]:
-    with sqlite3.connect(path) as con:
-        rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    return {name for (name,) in rows} - {"alembic_version"}
+def _sync(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    return asyncio.run(_on(url, work))
+
+
+def _sqlite_path(url: str) -> Path:
+    return Path(str(make_url(url).database))
+
+
+PG_SCHEMA = """
+SELECT 'column', table_name, concat_ws(' ', column_name, data_type, character_maximum_length, is_nullable,
+                                       column_default)
+FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> 'alembic_version'
+UNION ALL
+SELECT 'constraint', conrelid::regclass::text, concat_ws(' ', conname, pg_get_constraintdef(oid), convalidated)
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text <> 'alembic_version'
+UNION ALL
+SELECT 'index', tablename, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename <> 'alembic_version'
+"""
+
+
+def _schema(url: str) -> frozenset[tuple[str, ...]]:
+    """Every table, column, constraint and index. SQLite: each definition as its clauses (a table that
+    batch mode recreated lists the same columns and constraints in another order, its name quoted);
+    PostgreSQL: as the catalogue describes them."""
+    if make_url(url).get_backend_name() == "sqlite":
+        with closing(sqlite3.connect(_sqlite_path(url))) as con:
+            rows = con.execute("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE '%alembic_version%'"
+                               ).fetchall()
+        return frozenset((name, *sorted({line.strip().rstrip(",").replace('"', "")
+                                         for line in (sql or "").splitlines()})) for name, sql in rows)
+
+    async def read(connection: AsyncConnection) -> frozenset[tuple[str, ...]]:
+        return frozenset(tuple(str(v) for v in row) for row in (await connection.execute(text(PG_SCHEMA))).all())
+
+    return _sync(url, read)
+
+
+def _tables(url: str) -> set[str]:
+    async def read(connection: AsyncConnection) -> set[str]:
+        return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names())) - {"alembic_version"}
+
+    return _sync(url, read)
 
 
 def test_there_is_more_than_one_revision_to_climb() -> None:
     assert _revisions()[:4] == ["0001", "0002", "0003", "0004"]
 
 
-def test_stairway_every_revision_upgrades_downgrades_and_upgrades_again(tmp_path: Path) -> None:
-    path = tmp_path / "stairs.db"
-    url = sqlite_url(path)
-    previous, before = "base", _schema(path)
+def test_stairway_every_revision_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:
+    url = empty_db_url
+    previous, before = "base", _schema(url)
     for revision in _revisions():
         upgrade_database(url, revision)
-        after = _schema(path)
+        after = _schema(url)
         assert after != before
         downgrade_database(url, previous)
-        assert _schema(path) == before
+        assert _schema(url) == before
         upgrade_database(url, revision)
-        assert _schema(path) == after
+        assert _schema(url) == after
         previous, before = revision, after
     downgrade_database(url, "base")
-    assert _tables(path) == set()
+    assert _tables(url) == set()
 
 
 def test_migrations_match_the_models(db_url: str) -> None:
-    engine = create_engine(db_url.replace("+aiosqlite", ""))
-    with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    engine.dispose()
-    assert diff == []
+    async def diff(connection: AsyncConnection) -> list[Any]:
+        return await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+
+    assert _sync(db_url, diff) == []
 
 
-def test_upgrade_reads_database_url_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "nested" / "folder" / "env.db"
-    monkeypatch.setenv("DATABASE_URL", sqlite_url(path))
+def test_upgrade_reads_database_url_from_the_environment(
+    empty_db_url: str, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite: a file in folders that do not exist yet
+    url = sqlite_url(tmp_path / "nested" / "folder" / "env.db") if backend == "sqlite" else empty_db_url
+    monkeypatch.setenv("DATABASE_URL", url)
     upgrade_database()
-    assert path.exists()
-    assert {"users", "requests", "attempts", "credit_ledger", "provider_rollups"} <= _tables(path)
+    assert {"users", "requests", "attempts", "credit_ledger", "provider_rollups"} <= _tables(url)
 
 
+@only("sqlite")
 async def test_sqlite_connections_get_wal_busy_timeout_and_foreign_keys(db_url: str) -> None:
     engine = make_engine(db_url)
     async with engine.connect() as connection:
@@ -89,7 +136,7 @@ async def test_sqlite_connections_get_wal_busy_timeout_and_foreign_keys(db_url: 
     assert {"ix_requests_user_created", "ix_requests_created_cover"} <= {i["name"] for i in indexes}
 
 
-async def test_0003_refills_the_user_rollups_as_a_rebuild_would(tmp_path: Path) -> None:
+async def test_0003_refills_the_user_rollups_as_a_rebuild_would(empty_db_url: str) -> None:
     from datetime import UTC, datetime, timedelta
 
     from sqlalchemy import select
@@ -99,7 +146,7 @@ async def test_0003_refills_the_user_rollups_as_a_rebuild_would(tmp_path: Path) 
     from db.rollup_tables import user_rollups
     from tests.db.support import fail, make_user, reserve, serve
 
-    url = sqlite_url(tmp_path / "refill.db")
+    url = empty_db_url
     await asyncio.to_thread(upgrade_database, url)
     engine = make_engine(url)
     start = datetime(2024, 5, 1, 3, tzinfo=UTC)
@@ -122,46 +169,65 @@ async def test_0003_refills_the_user_rollups_as_a_rebuild_would(tmp_path: Path) 
     assert migrated == rebuilt and len(rebuilt) > 40
 
 
-def _fill_0003(path: Path, with_ledger: bool) -> None:
+AT = "'2024-05-01 03:00:00.000000'"  # a literal, so each backend reads it as its own timestamp
+
+
+async def _fill_0003(connection: AsyncConnection, with_ledger: bool) -> None:
     """Rows as a 0003 database holds them: a served, a pending and a failed request with their attempts,
     and (when asked) the ledger rows of their charges and refund."""
-    at = "2024-05-01 03:00:00.000000"
-    with closing(sqlite3.connect(path)) as con, con:
-        con.execute("INSERT INTO users (id, credits, labels, created_at, last_seen_at) VALUES (1, 7, '{}', ?, ?)",
-                    (at, at))
-        con.executemany(
-            "INSERT INTO requests (id, user_id, label, category, prompt, status, credits_charged, credits_refunded,"
-            " created_at) VALUES (?, 1, 'L', 'text', 'p', ?, 1, ?, ?)",
-            [(1, "served", 0, at), (2, "pending", 0, at), (3, "failed", 1, at)])
-        con.executemany(
-            "INSERT INTO attempts (request_id, provider, model, category, position, latency_ms, started_at)"
-            " VALUES (?, 'alpha', 'm', 'text', 0, 10, ?)", [(1, at), (3, at), (3, at)])
-        if with_ledger:
-            con.executemany(
-                "INSERT INTO credit_ledger (user_id, delta, reason, request_id, created_at) VALUES (1, ?, ?, ?, ?)",
-                [(10, "free", None, at), (-1, "charge", 1, at), (-1, "charge", 2, at), (-1, "charge", 3, at),
-                 (1, "refund", 3, at)])
+    await connection.execute(text(
+        f"INSERT INTO users (id, credits, labels, created_at, last_seen_at) VALUES (1, 7, '{{}}', {AT}, {AT})"))
+    await connection.execute(text(
+        "INSERT INTO requests (id, user_id, label, category, prompt, status, credits_charged, credits_refunded,"
+        f" created_at) VALUES (:id, 1, 'L', 'text', 'p', :status, 1, :refunded, {AT})"),
+        [{"id": 1, "status": "served", "refunded": 0}, {"id": 2, "status": "pending", "refunded": 0},
+         {"id": 3, "status": "failed", "refunded": 1}])
+    await connection.execute(text(
+        "INSERT INTO attempts (request_id, provider, model, category, position, latency_ms, started_at)"
+        f" VALUES (:rid, 'alpha', 'm', 'text', 0, 10, {AT})"), [{"rid": 1}, {"rid": 3}, {"rid": 3}])
+    if with_ledger:
+        await connection.execute(text(
+            f"INSERT INTO credit_ledger (user_id, delta, reason, request_id, created_at)"
+            f" VALUES (1, :delta, :reason, :rid, {AT})"),
+            [{"delta": 10, "reason": "free", "rid": None}, {"delta": -1, "reason": "charge", "rid": 1},
+             {"delta": -1, "reason": "charge", "rid": 2}, {"delta": -1, "reason": "charge", "rid": 3},
+             {"delta": 1, "reason": "refund", "rid": 3}])
 
 
-def _rows(path: Path) -> tuple[list[tuple[int, str]], list[int], list[int | None], list[object]]:
-    with closing(sqlite3.connect(path)) as con:
-        return (con.execute("SELECT id, status FROM requests ORDER BY id").fetchall(),
-                [r for (r,) in con.execute("SELECT request_id FROM attempts ORDER BY id")],
-                [r for (r,) in con.execute("SELECT request_id FROM credit_ledger ORDER BY id")],
-                con.execute("PRAGMA foreign_key_check").fetchall())
+async def _broken_references(connection: AsyncConnection) -> list[Any]:
+    """Rows pointing at nothing, and (PostgreSQL) foreign keys gone or not validated."""
+    if connection.dialect.name == "sqlite":
+        return list((await connection.execute(text("PRAGMA foreign_key_check"))).all())
+    keys = (await connection.execute(text(
+        "SELECT conrelid::regclass::text, conname, convalidated FROM pg_constraint WHERE contype = 'f'"
+        " AND connamespace = 'public'::regnamespace ORDER BY 2"))).all()
+    expected = ["fk_attempts_request_id_requests", "fk_chat_history_user_id_users",
+                "fk_credit_ledger_request_id_requests", "fk_credit_ledger_user_id_users", "fk_requests_user_id_users"]
+    return [] if [k[1] for k in keys] == expected and all(k[2] for k in keys) else list(keys)
+
+
+async def _rows(connection: AsyncConnection) -> tuple[list[tuple[int, str]], list[int], list[int | None], list[Any]]:
+    async def column(sql: str) -> list[Any]:
+        return [r for (r,) in (await connection.execute(text(sql))).all()]
+
+    return ([tuple(r) for r in (await connection.execute(text("SELECT id, status FROM requests ORDER BY id"))).all()],
+            await column("SELECT request_id FROM attempts ORDER BY id"),
+            await column("SELECT request_id FROM credit_ledger ORDER BY id"),
+            await _broken_references(connection))
 
 
 @pytest.mark.parametrize("with_ledger", [True, False])
 def test_0004_keeps_every_attempt_and_ledger_row_of_the_requests_table_it_rebuilds(
-    tmp_path: Path, with_ledger: bool
+    empty_db_url: str, with_ledger: bool
 ) -> None:
     # SQLite's batch mode copies `requests`, drops it and renames the copy: with foreign keys on, the drop
     # fails on ledger rows that point at a request, or (without any) takes the attempts with it (CASCADE).
-    path = tmp_path / "rebuilt.db"
-    upgrade_database(sqlite_url(path), "0003")
-    _fill_0003(path, with_ledger)
+    # PostgreSQL alters the table in place: its foreign keys must all still be there, and validated.
+    url = empty_db_url
+    upgrade_database(url, "0003")
+    _sync(url, lambda connection: _fill_0003(connection, with_ledger))
     attempts, ledger = [1, 3, 3], [None, 1, 2, 3, 3] if with_ledger else []
-    upgrade_database(sqlite_url(path), "0004")
-    assert _rows(path) == ([(1, "served"), (2, "reserved"), (3, "failed")], attempts, ledger, [])
-    downgrade_database(sqlite_url(path), "0003")
-    assert _rows(path) == ([(1, "served"), (2, "pending"), (3, "failed")], attempts, ledger, [])
+    upgrade_database(url, "0004")
+    assert _sync(url, _rows) == ([(1, "served"), (2, "reserved"), (3, "failed")], attempts, ledger, [])
+    downgrade_database(url, "0003")
+    assert _sync(url, _rows) == ([(1, "served"), (2, "pending"), (3, "failed")], attempts, ledger, [])

@@ -91,3 +91,26 @@ async def test_ledger_mismatches_finds_a_balance_changed_behind_the_ledgers_back
         await upsert_user(s, 1, free_credits=3)
         await s.execute(update(User).where(User.id == 1).values(credits=4))
         assert await ledger_mismatches(s) == [(1, 4, 3)]
+
+
+async def test_text_from_outside_with_a_nul_character_is_stored(sessions: Sessions, backend: str) -> None:
+    # PostgreSQL refuses U+0000 in text columns (SQLite keeps it): names, prompts, provider messages and
+    # chat turns keep their length there with U+FFFD in its place, instead of failing the whole write
+    from db.models import Request
+    from db.repo.history import append_message, load_history
+    from db.repo.lifecycle import close_failed, reserve_request
+    from tests.db.support import FAR, OWNER
+
+    async with sessions() as s, s.begin():
+        await upsert_user(s, 5, username="a\x00b", first_name="\x00", free_credits=3)
+        await append_message(s, 5, "assistant", "answer\x00")
+        rid = (await reserve_request(s, owner=OWNER, lease_until=FAR, tg_id=5, update_id=None, label="L",
+                                     category="text", prompt="draw\x00", credits=1)).request_id
+        assert rid is not None
+        assert await close_failed(s, rid, OWNER, error_kind="unavailable", message="boom\x00") is not None
+    nul = "\ufffd" if backend == "postgres" else "\x00"
+    async with sessions() as s:
+        user = await get_user(s, 5)
+        assert user is not None and (user.username, user.first_name) == (f"a{nul}b", nul)
+        assert await load_history(s, 5, 100) == [("assistant", f"answer{nul}")]
+        assert (await s.execute(select(Request.prompt, Request.error_message))).one() == (f"draw{nul}", f"boom{nul}")
