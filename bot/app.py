@@ -27,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.core import build_core
+from bot.core import Core, build_core
 from bot.core import make_bot as make_bot  # where callers have always found it
 from bot.errors import StartupError
 from bot.handlers import routers
@@ -40,6 +40,7 @@ from bot.services.running import Slots
 from bot.services.sweeper import Sweeper
 from bot.services.writes import WriteQueue
 from bot.settings import Settings
+from bot.shared import SendRates
 from providers.config import ProvidersConfig
 from providers.manager import ProviderManager
 
@@ -63,9 +64,11 @@ class BotApp:
     generation: GenerationService
     writes: WriteQueue
     media_client: httpx.AsyncClient
+    core: Core
     _stopping: bool = False
 
     async def on_startup(self) -> None:
+        await self.core.start()
         if self.settings.metrics_port and not self.life.metrics.servers:  # GET /metrics (Prometheus)
             await self.life.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
         if self.life.queue is None:  # in the distributed mode orphans are the workers' to finish
@@ -123,29 +126,27 @@ class BotApp:
         """Release everything; safe to call after the hooks ran, and twice."""
         with contextlib.suppress(Exception):
             await self.on_shutdown()
-        await self.life.metrics.aclose()
-        await self.writes.aclose()
-        await self.manager.aclose()
-        await self.media_client.aclose()
-        await self.bot.session.close()
-        await self.engine.dispose()
+        await self.core.aclose()
 
 
-def build_app(settings: Settings, config: ProvidersConfig, queue: Queue | None = None) -> BotApp:
-    """`queue` set: a front of the distributed mode (the workers run the requests, and their sweepers)."""
-    core = build_core(settings, config, queue)
+def build_app(settings: Settings, config: ProvidersConfig, queue: Queue | None = None,
+              send_rates: SendRates | None = None) -> BotApp:
+    """`queue` set: a front of the distributed mode (the workers run the requests, and their sweepers).
+    `send_rates`: the Bot API send limits (Telegram's by default)."""
+    core = build_core(settings, config, queue, send_rates)
     sessions, bot, manager, life = core.sessions, core.bot, core.manager, core.life
     generation = GenerationService(settings, manager.catalogue, core.answers, life)
     scheduler = AsyncIOScheduler(timezone=settings.tz)
-    schedule_digest(scheduler, bot, sessions, settings, manager)
+    schedule_digest(scheduler, bot, sessions, settings, manager, once=core.shared.claims)
     if queue is None:
         schedule_request_duties(scheduler, core.sweeper, settings)
-    dp = Dispatcher(settings=settings, sessions=sessions, manager=manager, scheduler=scheduler, life=life,
-                    generation=generation, providers_config=config, db_writes=core.writes)
-    setup_middlewares(dp, settings)
+    dp = Dispatcher(storage=core.shared.storage, settings=settings, sessions=sessions, manager=manager,
+                    scheduler=scheduler, life=life, generation=generation, providers_config=config,
+                    db_writes=core.writes)
+    setup_middlewares(dp, settings, core.shared)
     dp.include_routers(*routers())
     app = BotApp(settings, config, core.engine, sessions, bot, manager, dp, scheduler, core.slots, life, core.sweeper,
-                 generation, core.writes, core.media_client)
+                 generation, core.writes, core.media_client, core)
     dp.startup.register(app.on_startup)
     dp.shutdown.register(app.on_shutdown)
     return app

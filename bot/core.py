@@ -27,9 +27,11 @@ from bot.services.running import Slots
 from bot.services.sweeper import Sweeper
 from bot.services.writes import WriteQueue
 from bot.settings import Settings
+from bot.shared import SendRates, Shared, build_shared
 from db.engine import make_engine, make_session_maker
 from providers.config import ProvidersConfig
 from providers.manager import ProviderManager
+from providers.shared import make_shared_state
 
 
 def make_bot(settings: Settings) -> Bot:
@@ -56,9 +58,15 @@ class Core:
     life: RequestLife
     sweeper: Sweeper
     metrics: Metrics  # served at /metrics when METRICS_PORT is set
+    shared: Shared  # what the processes of the distributed mode share (local ones otherwise)
+
+    async def start(self) -> None:
+        """Connect what is shared with other processes (never fails for an unreachable Redis)."""
+        await self.manager.start()
 
     async def aclose(self) -> None:
         await self.metrics.aclose()  # any /metrics server started on it
+        await self.shared.aclose()
         await self.writes.aclose()
         await self.manager.aclose()
         await self.media_client.aclose()
@@ -66,13 +74,21 @@ class Core:
         await self.engine.dispose()
 
 
-def build_core(settings: Settings, config: ProvidersConfig, queue: Queue | None = None) -> Core:
-    """`queue`: a front of the distributed mode reserves requests and hands them to the workers."""
+def build_core(settings: Settings, config: ProvidersConfig, queue: Queue | None = None,
+               send_rates: SendRates | None = None) -> Core:
+    """`queue`: a front of the distributed mode reserves requests and hands them to the workers.
+    `send_rates`: the Bot API send limits (Telegram's by default)."""
     engine = make_engine(settings.database_url)
     sessions = make_session_maker(engine)
     bot = make_bot(settings)
-    manager = ProviderManager(config, on_alert=AlertNotifier(bot, settings, sessions=sessions),
-                              max_media_bytes=settings.max_media_bytes)  # inline media bodies too
+    shared = build_shared(settings, rates=send_rates)  # in Redis when REDIS_URL is set, else this process's own
+    shared.install(bot)  # every Bot API call through the send limiter
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    # one process tells each incident once by itself; processes together, through a claim in Redis
+    claims = shared.claims if settings.distributed else None
+    manager = ProviderManager(config, on_alert=AlertNotifier(bot, settings, sessions=sessions, claims=claims),
+                              max_media_bytes=settings.max_media_bytes,  # inline media bodies too
+                              shared=make_shared_state(redis_url))  # health and budgets across processes
     logger.info("providers enabled: {}",
                 ", ".join(manager.catalogue.enabled_providers()) or "none (set their API keys)")
     writes = WriteQueue.for_url(sessions, settings.database_url)
@@ -85,4 +101,4 @@ def build_core(settings: Settings, config: ProvidersConfig, queue: Queue | None 
     metrics.set_queue_depth_source(slots.waiting)
     life = RequestLife(settings, writes, manager, bot, answers, slots, leases, queue, metrics=metrics)
     return Core(settings, config, engine, sessions, bot, manager, writes, media_client, answers, slots, life,
-                Sweeper(life, sessions), metrics)
+                Sweeper(life, sessions), metrics, shared)

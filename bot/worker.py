@@ -76,6 +76,7 @@ class Worker:
         from bot.services.dispatch import listen_for_stops
 
         core = self.core
+        await core.start()
         await self.broker.startup()
         if self.settings.metrics_port:  # GET /metrics (Prometheus), like a front's
             await core.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)

@@ -24,6 +24,7 @@ from aiogram.types import Update
 
 from bot.app import BotApp, build_app
 from bot.settings import Settings
+from bot.shared import SendRates
 from db.engine import upgrade_database
 from db.repo.users import grant_credits
 from providers.loader import load_providers
@@ -118,7 +119,8 @@ class CoreHarness:
             await self.app.aclose()
         path = PROVIDERS.write(self.tmp / "providers.toml", self.fakes)
         env = {k: v for k, v in PROVIDERS.keys(self.fakes).items() if k not in self.missing_keys}
-        self.app = build_app(self.settings, load_providers(path, env=env))
+        # unpaced: a test's fake Bot API has no flood limits, and pacing would only make the suite slow
+        self.app = build_app(self.settings, load_providers(path, env=env), send_rates=SendRates.unpaced())
         await self.app.on_startup()
         return self.app
 
