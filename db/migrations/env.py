@@ -26,6 +26,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
+MIGRATION_LOCK = 0x61695F626F74  # any constant that other applications on the same server do not use
 
 
 def _url() -> str:
@@ -57,6 +58,10 @@ def _run(connection: Connection) -> None:
         connection.commit()
     _configure(connection=connection)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # processes starting together (a front and its workers) migrate one after the other: the
+            # others wait here, then find the database at head (concurrent DDL fails on catalog keys)
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         context.run_migrations()
     if sqlite:
         connection.commit()
