@@ -48,4 +48,29 @@ async def upsert_add(
     if name not in ("sqlite", "postgresql"):
         raise NotImplementedError(f"no upsert for the {name} dialect")
     counters = tuple(column for column in rows[0] if column not in keys)
-    await session.execute(_upsert(name, table, tuple(keys), counters), list(rows))
+    await session.execute(_upsert(name, table, tuple(keys), counters), in_key_order(keys, counters, rows))
+
+
+def in_key_order(
+    keys: Sequence[str], counters: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows merged by key (counters added) and sorted by key.
+
+    PostgreSQL keeps every row an upsert touched locked until the transaction ends. Two transactions that
+    touch the same rollup rows in different orders deadlock (a close whose attempts went alpha then beta
+    against one that went beta then alpha; or a served row put before its attempts'), and PostgreSQL
+    aborts one of them. In key order they only ever wait for each other. SQLite, one writer at a time,
+    gets the same sums either way.
+    """
+    if len(rows) == 1:
+        return list(rows)
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        into = merged.get(key)
+        if into is None:
+            merged[key] = dict(row)
+        else:
+            for name in counters:
+                into[name] += row[name]
+    return [merged[key] for key in sorted(merged)]

@@ -20,8 +20,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import LedgerEntry, Request
-from db.repo.lifecycle import cancel_open, close_failed, orphans, take_over
-from db.repo.records import Budget, Reservation
+from db.periods import period_between
+from db.repo.lifecycle import cancel_open, close_failed, close_served, orphans, take_over
+from db.repo.records import AttemptRecord, Budget, Reservation, ServedRecord
+from db.repo.stats import provider_stats
 from db.repo.users import ledger_mismatches
 from tests.db.support import OWNER, T0, balance, make_user, reserve
 
@@ -169,3 +171,29 @@ async def test_a_cancel_waits_for_an_uncommitted_close_and_refunds_nothing_twice
         assert await balance(s, 1) == 5
         assert await s.scalar(select(func.count()).where(LedgerEntry.reason == "refund")) == 1
         assert await ledger_mismatches(s) == []
+
+
+async def test_concurrent_closes_naming_providers_in_any_order_never_deadlock(sessions: Sessions) -> None:
+    # Each close upserts the rollup rows of its attempts' providers, which PostgreSQL keeps locked until
+    # commit: taken in the attempts' order, closes of opposite orders deadlocked and one was aborted
+    async with sessions() as s, s.begin():
+        await make_user(s, 1, credits=100)
+        rids = [(await reserve(s, 1, 1, now=T0)).request_id for _ in range(30)]
+    orders = (["alpha", "beta", "gamma"], ["gamma", "beta", "alpha"], ["beta", "alpha"])
+
+    async def close(n: int, rid: int | None) -> None:
+        assert rid is not None
+        names = orders[n % len(orders)]
+        attempts = [AttemptRecord(p, "m", "text", i, None if i == len(names) - 1 else "unavailable", 200, 10.0, 5,
+                                  started_at=T0) for i, p in enumerate(names)]
+        async with sessions() as s, s.begin():
+            if n % 2:
+                assert await close_served(s, rid, OWNER, ServedRecord(names[-1], "m", 5, 10.0), attempts)
+            else:
+                assert await close_failed(s, rid, OWNER, error_kind="unavailable", attempts=attempts)
+
+    await asyncio.gather(*[close(n, rid) for n, rid in enumerate(rids)])
+    async with sessions() as s:
+        stats = {p.provider: p for p in await provider_stats(s, period_between(T0, T0 + timedelta(hours=1)))}
+    assert {name: p.attempts for name, p in stats.items()} == {"alpha": 30, "beta": 30, "gamma": 20}
+    assert sum(p.served for p in stats.values()) == 15
