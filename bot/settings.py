@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import time
+from decimal import Decimal
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +21,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from providers.env import provider_env as provider_env
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True, slots=True)
+class CreditPack:
+    """What /buy sells: `credits` for `stars` (Telegram Stars, the XTR currency)."""
+
+    credits: int
+    stars: int
+
+
+_PACK = re.compile(r"([1-9][0-9]{0,8}):([1-9][0-9]{0,8})")  # ASCII digits, as for ADMIN_IDS
 
 
 class Settings(BaseSettings):
@@ -40,6 +53,11 @@ class Settings(BaseSettings):
     daily_credit_limit: int = Field(0, ge=0)  # 0 = unlimited
     monthly_credit_limit: int = Field(0, ge=0)
     log_level: str = "INFO"
+
+    # buying credits with Telegram Stars: "credits:stars,..." (empty: /buy offers nothing)
+    credit_packs: Annotated[tuple[CreditPack, ...], NoDecode] = ()
+    stars_usd_rate: Decimal = Field(Decimal("0.013"), ge=0)  # what one Star is worth in USD, for revenue
+    payment_secret: SecretStr | None = None  # signs invoice payloads; empty: a key derived from BOT_TOKEN
 
     # distributed mode: REDIS_URL set = fronts enqueue, `python -m bot.worker` processes run the requests
     redis_url: SecretStr | None = None  # may hold a password: never logged
@@ -84,6 +102,26 @@ class Settings(BaseSettings):
             return frozenset(_admin_id(item, text=False) for item in value)
         return frozenset({_admin_id(value, text=False)})
 
+    @field_validator("credit_packs", mode="before")
+    @classmethod
+    def _parse_credit_packs(cls, value: Any) -> Any:
+        """`100:50,550:250`: each pack `credits:stars`, both plain positive integers, no pack twice."""
+        if not isinstance(value, str):
+            return value
+        packs: list[CreditPack] = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            match = _PACK.fullmatch(part)
+            if match is None:
+                raise ValueError(f"CREDIT_PACKS holds {part!r}, which is not credits:stars "
+                                 "(e.g. CREDIT_PACKS=100:50,550:250)")
+            pack = CreditPack(int(match.group(1)), int(match.group(2)))
+            if pack in packs:
+                raise ValueError(f"CREDIT_PACKS names {part!r} twice")
+            packs.append(pack)
+        return tuple(packs)
+
     @field_validator("digest_time", mode="before")
     @classmethod
     def _parse_digest_time(cls, value: Any) -> Any:
@@ -111,7 +149,7 @@ class Settings(BaseSettings):
             raise ValueError(f"LOG_LEVEL {value!r} is not a loguru level")
         return level
 
-    @field_validator("redis_url", mode="before")
+    @field_validator("redis_url", "payment_secret", mode="before")
     @classmethod
     def _blank_secret_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,4 +1,4 @@
-"""Typed models: users, requests, attempts, the credit ledger and chat history.
+"""Typed models: users, requests, attempts, the credit ledger, payments and chat history.
 
 Money is integer micro-USD (`*_micros`); credits are integers. Timestamps are stored as naive UTC and come
 back timezone-aware (UTC), so SQLite (no timezone type) and PostgreSQL behave the same. The rollup tables
@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -31,7 +32,8 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 OPEN_STATUSES = ("reserved", "running")
 CLOSED_STATUSES = ("served", "failed", "canceled")  # requests that ran; a refusal never did
 TERMINAL_STATUSES = (*CLOSED_STATUSES, "refused")
-LEDGER_REASONS = ("grant", "free", "charge", "refund", "admin_grant")
+LEDGER_REASONS = ("grant", "free", "charge", "refund", "admin_grant", "purchase", "purchase_refund")
+PAYMENT_STATUSES = ("paid", "refunded")
 PROMPT_MAX = 1000
 MESSAGE_MAX = 300
 
@@ -182,12 +184,43 @@ class Attempt(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Payment(Base):
+    """Credits bought with Telegram Stars: one row per Telegram charge id (unique), so a payment Telegram
+    delivers twice, or to two fronts, is credited once. A refund marks the row; `credits_debited` is what
+    was taken back (less than `credits` when the user had already spent them). `credits` is 0 for a
+    payment whose invoice payload did not verify: its Stars are still counted, and it can be refunded."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("status IN ('paid', 'refunded')", name="status"),
+        CheckConstraint("stars > 0", name="stars_positive"),
+        CheckConstraint("credits >= 0", name="credits_not_negative"),
+        CheckConstraint("credits_debited >= 0 AND credits_debited <= credits", name="debit_range"),
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    charge_id: Mapped[str] = mapped_column(String(255), unique=True)  # telegram_payment_charge_id
+    provider_charge_id: Mapped[str | None] = mapped_column(Str(255))
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
+    credits: Mapped[int] = mapped_column(BigInteger)
+    stars: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[str] = mapped_column(Str(128), default="")
+    status: Mapped[str] = mapped_column(String(16), default="paid")
+    credits_debited: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    refunded_by: Mapped[int | None] = mapped_column(BigInteger)  # the admin; None: refunded outside /refund
+
+
 class LedgerEntry(Base):
-    """Every change of a balance; a user's credits always equal the sum of their rows' `delta`."""
+    """Every change of a balance; a user's credits always equal the sum of their rows' `delta`. A payment
+    has at most one row per reason (its purchase, its refund), whatever Telegram redelivers."""
 
     __tablename__ = "credit_ledger"
     __table_args__ = (
-        CheckConstraint("reason IN ('grant', 'free', 'charge', 'refund', 'admin_grant')", name="reason"),
+        CheckConstraint("reason IN ('grant', 'free', 'charge', 'refund', 'admin_grant', 'purchase', "
+                        "'purchase_refund')", name="reason"),
+        UniqueConstraint("payment_id", "reason"),
     )
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
@@ -196,6 +229,7 @@ class LedgerEntry(Base):
     reason: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[int | None] = mapped_column(RowId, ForeignKey("requests.id"), index=True)
     by_admin: Mapped[int | None] = mapped_column(BigInteger)  # Telegram id of the admin who granted
+    payment_id: Mapped[int | None] = mapped_column(RowId, ForeignKey("payments.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -215,3 +249,4 @@ users_table = cast(Table, User.__table__)
 requests_table = cast(Table, Request.__table__)
 attempts_table = cast(Table, Attempt.__table__)
 ledger_table = cast(Table, LedgerEntry.__table__)
+payments_table = cast(Table, Payment.__table__)
