@@ -64,9 +64,11 @@ class _Closers:
         return self.spots[self.index] if self.index < len(self.spots) else -1
 
 
-def scan(text: str) -> Iterator[Inline]:
-    """The constructs of `text`, in order, never overlapping; the text between them is literal."""
-    scanner = _Scanner(text)
+def scan(text: str, line_start: bool = True) -> Iterator[Inline]:
+    """The constructs of `text`, in order, never overlapping; the text between them is literal.
+
+    `line_start=False`: `text` continues a line, so no heading starts at its first character."""
+    scanner = _Scanner(text, line_start)
     pos = 0
     while (start := _START.search(text, pos)) is not None:
         found = scanner.at(start.start())
@@ -78,8 +80,8 @@ def scan(text: str) -> Iterator[Inline]:
 
 
 class _Scanner:
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, text: str, line_start: bool = True) -> None:
+        self.text, self.line_start = text, line_start
         self.eol_at = -1
         self.eol = -1
         self.backtick, self.bracket = _Next(text, "`"), _Next(text, "]")
@@ -149,6 +151,8 @@ class _Scanner:
         return Inline("ital", pos, close + 1, text[pos + 1:close])
 
     def _head(self, pos: int, eol: int) -> Inline | None:
+        if pos == 0 and not self.line_start:
+            return None
         m = _HEAD.match(self.text, pos, eol)
         if m is None:
             return None
