@@ -27,8 +27,9 @@ from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, Telegra
 from aiogram.types import BufferedInputFile, Message, ReplyParameters
 from loguru import logger
 
+from bot.services.streamfmt import StreamLayout
 from bot.services.telegram_retry import patience, with_retry
-from bot.services.textfmt import html_to_plain, split_html
+from bot.services.textfmt import html_to_plain
 from providers.outbound import FetchError, OutboundPolicy
 from providers.types import Media
 
@@ -77,6 +78,8 @@ class TextStreamer:
         self.first_after = first_after  # hold the first message this long: a quick answer needs no edits
         self._first_seen: float | None = None
         self._blocked_until = 0.0
+        self._layout = StreamLayout()
+        self._settled = 0  # leading messages that show their final part: never looked at again
 
     @property
     def message_ids(self) -> list[int]:
@@ -111,15 +114,23 @@ class TextStreamer:
         await with_retry(lambda: self._show(text))
         return self.message_ids
 
+    def layout(self, text: str) -> list[str]:
+        """The messages `text` is shown as: the synchronous formatting that each edit runs. Full messages
+        are final and kept; only the open end of the text is formatted again (see streamfmt)."""
+        return self._layout.parts(text)
+
     async def _show(self, text: str) -> None:
-        parts = [p for p in split_html(text) if html_to_plain(p).strip()]
-        for index, part in enumerate(parts):
+        parts = self.layout(text)
+        for index in range(self._settled, len(parts)):
+            part = parts[index]
             if index < len(self.sent):
                 if self.sent[index].html != part:
                     await self._edit(index, part)
             else:
                 message = await self._send(part)
                 self.sent.append(_Sent(message.message_id, part))
+            if index == self._settled and index < self._layout.frozen:
+                self._settled += 1  # sent or edited to its final part: no edit will touch it again
 
     async def _send(self, part: str) -> Message:
         if self._cleared:

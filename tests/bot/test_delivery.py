@@ -19,7 +19,7 @@ from PIL import Image
 
 from bot.services.delivery import MediaFetchError, TextStreamer, media_bytes, send_media
 from bot.services.progress import ProgressMessage, chat_action
-from bot.services.textfmt import plain_text
+from bot.services.textfmt import html_to_plain, plain_text, split_html
 from providers.outbound import OutboundPolicy, origins
 from providers.types import Media
 from tests.bot.core_harness import CoreHarness
@@ -108,6 +108,18 @@ async def test_long_answer_continues_in_new_messages_without_losing_text(fake: F
     assert len(messages) >= 4
     assert "".join(m.plain for m in messages).replace("\n", "") == plain_text(text).replace("\n", "")
     assert all(m.entities and m.entities[0]["type"] == "pre" for m in messages[:-1])
+
+
+async def test_a_full_message_of_a_streamed_answer_is_left_alone(fake: FakeTelegram, bot: Bot, chat: int) -> None:
+    text = "".join(f"Line {i}: **bold** and `code` & <more> words here.\n" for i in range(300))
+    streamer = TextStreamer(bot, chat, interval=0.0)
+    for end in range(140, len(text), 140):
+        await streamer.update(text[:end])
+    await streamer.finish(text)
+    messages = fake.messages(chat)
+    assert [m.plain for m in messages] == [html_to_plain(p) for p in split_html(text)]
+    # each message is edited while it is the open end, then never again: not once per later delta
+    assert all(m.edits <= 4096 // 140 + 2 for m in messages)
 
 
 async def test_unparsable_part_is_resent_as_plain_text(fake: FakeTelegram, bot: Bot, chat: int) -> None:
