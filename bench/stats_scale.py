@@ -1,10 +1,14 @@
 """How fast are stats and request logging at scale? Prints figures; asserts nothing.
 
     python bench/stats_scale.py --rows 1000000 10000000 [--db PATH] [--keep] [--tz UTC Europe/Moscow]
+    python bench/stats_scale.py --rows 1000000 --database-url postgresql+asyncpg://postgres@127.0.0.1/bench_stats
 
 For each size: a SQLite file migrated by Alembic is filled with that many requests (~1.3 attempts each)
 over 90 days, 12 providers, 5 categories, 10k users, using raw sqlite3 and executemany in big transactions
-(indexes dropped during the fill and rebuilt after, as a bulk import would); the rollups are then filled by
+(indexes dropped during the fill and rebuilt after, as a bulk import would). With --database-url (or
+DATABASE_URL) naming a PostgreSQL database, the bench creates that database (it refuses one that exists,
+unless --existing), fills it with COPY (secondary indexes and foreign keys dropped during the fill, then
+rebuilt, then VACUUM ANALYZE), and drops it at the end unless --keep. The rollups are then filled by
 `db.repo.rollups.rebuild_rollups`, the same function the tests check against the write side. Every stats
 query and the digest are timed (median of 5 runs) for today / 7d / 30d, then 10k requests with attempts are
 logged through the real repository functions (per request: reserve, attempts, close, commit).
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sqlite3
 import statistics
@@ -28,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import literal, select
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,8 +72,22 @@ def stamps(seconds: np.ndarray) -> list[str]:
     return np.char.replace(text, "T", " ").tolist()  # type: ignore[no-any-return]
 
 
-def fill_chunk(con: sqlite3.Connection, rng: np.random.Generator, first_id: int, size: int, total: int,
-               start: float) -> int:
+def datetimes(seconds: np.ndarray) -> list[datetime]:
+    """Naive UTC datetimes, as PostgreSQL's COPY takes them for a timestamp column."""
+    return (seconds * 1e6).astype("datetime64[us]").tolist()  # type: ignore[no-any-return]
+
+
+REQUEST_COLUMNS = ("id", "user_id", "chat_id", "label", "category", "prompt", "status", "route_first_provider",
+                   "provider", "model", "fallback", "cost_micros", "credits_charged", "credits_refunded",
+                   "latency_ms", "created_at", "finished_at")
+ATTEMPT_COLUMNS = ("request_id", "provider", "model", "category", "position", "kind", "http_status", "latency_ms",
+                   "cost_micros", "started_at")
+
+
+def chunk_rows(rng: np.random.Generator, first_id: int, size: int, total: int, start: float,
+               when: Callable[[np.ndarray], list[Any]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """One chunk of requests and their attempts as tuples of REQUEST_COLUMNS and ATTEMPT_COLUMNS; `when`
+    turns epoch seconds into what the database takes for a timestamp."""
     ids = np.arange(first_id, first_id + size)
     t = start + (ids - 1 + rng.random(size)) * (DAYS * 86400 / total)
     user = (rng.random(size) ** 2 * USERS).astype(np.int64) + 1  # a few users spend most
@@ -86,26 +106,29 @@ def fill_chunk(con: sqlite3.Connection, rng: np.random.Generator, first_id: int,
         cost = np.where(ok, (1000 + prov * 150) * (1 + cat[rows] * 20) * rng.uniform(0.5, 1.5, rows.size), 0)
         cost = cost.astype(np.int64)
         kinds = np.where(ok, None, rng.choice(np.array(KINDS, dtype=object), rows.size, p=KIND_P))
-        when = stamps(t[rows] + pos * 2)
         last_cost[rows], last_lat[rows] = cost, lat
-        attempts += zip(ids[rows].tolist(), [PROVIDERS[p] for p in prov], [CATEGORIES[c] for c in cat[rows]],
-                        [pos] * rows.size, kinds.tolist(), [STATUS_OF.get(k, 200) for k in kinds],  # type: ignore[arg-type]
-                        lat.tolist(), cost.tolist(), when, strict=True)
+        attempts += zip(ids[rows].tolist(), [PROVIDERS[p] for p in prov], ["model"] * rows.size,
+                        [CATEGORIES[c] for c in cat[rows]], [pos] * rows.size, kinds.tolist(),
+                        [STATUS_OF.get(k, 200) for k in kinds], lat.tolist(), cost.tolist(),  # type: ignore[arg-type]
+                        when(t[rows] + pos * 2), strict=True)
     charged = np.array(CREDITS)[cat]
     last_prov = [PROVIDERS[route(c, n - 1)] if s else None for c, n, s in zip(cat, n_att, served, strict=True)]
-    con.executemany(
-        "INSERT INTO requests (id, user_id, chat_id, label, category, prompt, status, route_first_provider,"
-        " provider, model, fallback, cost_micros, credits_charged, credits_refunded, latency_ms, created_at,"
-        " finished_at) VALUES (?, ?, ?, ?, ?, 'a prompt', ?, ?, ?, 'model', ?, ?, ?, ?, ?, ?, ?)",
-        zip(ids.tolist(), user.tolist(), user.tolist(), [CATEGORIES[c] + " label" for c in cat],
-            [CATEGORIES[c] for c in cat], np.where(served, "served", "failed").tolist(),
-            [PROVIDERS[route(c, 0)] for c in cat], last_prov, ((n_att > 1) & served).astype(int).tolist(),
-            np.where(served, last_cost, 0).tolist(), charged.tolist(), np.where(served, 0, charged).tolist(),
-            last_lat.tolist(), stamps(t), stamps(t + last_lat / 1000), strict=True),
-    )
-    con.executemany(
-        "INSERT INTO attempts (request_id, provider, model, category, position, kind, http_status, latency_ms,"
-        " cost_micros, started_at) VALUES (?, ?, 'model', ?, ?, ?, ?, ?, ?, ?)", attempts)
+    requests = list(zip(
+        ids.tolist(), user.tolist(), user.tolist(), [CATEGORIES[c] + " label" for c in cat],
+        [CATEGORIES[c] for c in cat], ["a prompt"] * size, np.where(served, "served", "failed").tolist(),
+        [PROVIDERS[route(c, 0)] for c in cat], last_prov, ["model"] * size, ((n_att > 1) & served).tolist(),
+        np.where(served, last_cost, 0).tolist(), charged.tolist(), np.where(served, 0, charged).tolist(),
+        last_lat.tolist(), when(t), when(t + last_lat / 1000), strict=True))
+    return requests, attempts
+
+
+def fill_chunk(con: sqlite3.Connection, rng: np.random.Generator, first_id: int, size: int, total: int,
+               start: float) -> int:
+    requests, attempts = chunk_rows(rng, first_id, size, total, start, stamps)
+    con.executemany(f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({', '.join('?' * 17)})",
+                    requests)
+    con.executemany(f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' * 10)})",
+                    attempts)
     return len(attempts)
 
 
@@ -138,6 +161,75 @@ def fill(path: Path, total: int) -> None:
         print(f"  index {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     con.execute("ANALYZE")
     con.close()
+
+
+def asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def pg_fill(url: str, total: int) -> None:
+    """The same rows as `fill`, into PostgreSQL by COPY. Secondary indexes and foreign keys go during the
+    fill and come back after it (as a bulk import would do); then VACUUM ANALYZE, so the covering index is
+    read alone (index-only scans need the visibility map)."""
+    import asyncpg
+
+    con = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await con.execute("SET synchronous_commit = off; SET maintenance_work_mem = '512MB'")
+        foreign = await con.fetch(
+            "SELECT conrelid::regclass::text AS tbl, conname, pg_get_constraintdef(oid) AS def FROM pg_constraint"
+            " WHERE contype = 'f' AND conrelid::regclass::text IN ('requests', 'attempts')")
+        indexes = await con.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            " AND tablename IN ('requests', 'attempts') AND indexname NOT IN"
+            " (SELECT conname FROM pg_constraint WHERE contype IN ('p', 'u'))")
+        for fk in foreign:
+            await con.execute(f'ALTER TABLE {fk["tbl"]} DROP CONSTRAINT "{fk["conname"]}"')
+        for index in indexes:
+            await con.execute(f'DROP INDEX "{index["indexname"]}"')
+        now = time.time()
+        joined, seen = datetimes(np.array([now - DAYS * 86400, now]))
+        await con.copy_records_to_table(
+            "users", columns=["id", "username", "credits", "labels", "created_at", "last_seen_at"],
+            records=[(u, f"user{u}", 1_000_000, "{}", joined, seen) for u in range(1, USERS + 1)])
+        rng = np.random.default_rng(7)
+        started, attempts = time.perf_counter(), 0
+        for first in range(1, total + 1, CHUNK):
+            requests, rows = chunk_rows(rng, first, min(CHUNK, total - first + 1), total, now - DAYS * 86400,
+                                        datetimes)
+            await con.copy_records_to_table("requests", columns=list(REQUEST_COLUMNS), records=requests)
+            await con.copy_records_to_table("attempts", columns=list(ATTEMPT_COLUMNS), records=rows)
+            attempts += len(rows)
+            done = min(first + CHUNK - 1, total)
+            print(f"  filled {done:>10,} requests, {attempts:>10,} attempts ({time.perf_counter() - started:.0f} s)",
+                  flush=True)
+        # the ids were given: the sequences move past them, or the logging part would collide
+        for table in ("requests", "attempts"):
+            await con.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        for index in indexes:
+            t0 = time.perf_counter()
+            await con.execute(index["indexdef"])
+            print(f"  index {index['indexname']}: {time.perf_counter() - t0:.0f} s", flush=True)
+        for fk in foreign:
+            t0 = time.perf_counter()
+            await con.execute(f'ALTER TABLE {fk["tbl"]} ADD CONSTRAINT "{fk["conname"]}" {fk["def"]}')
+            print(f"  foreign key {fk['conname']}: {time.perf_counter() - t0:.0f} s", flush=True)
+        t0 = time.perf_counter()
+        await con.execute("VACUUM ANALYZE")
+        print(f"  vacuum analyze: {time.perf_counter() - t0:.0f} s", flush=True)
+    finally:
+        await con.close()
+
+
+async def pg_admin(url: str, sql: str) -> Any:
+    """Run `sql` on the server's `postgres` database (to create or drop the bench's own database)."""
+    import asyncpg
+
+    con = await asyncpg.connect(asyncpg_dsn(make_url(url).set(database="postgres").render_as_string(False)))
+    try:
+        return await (con.fetchval(sql) if sql.startswith("SELECT") else con.execute(sql))
+    finally:
+        await con.close()
 
 
 async def timed(make: Callable[[], Awaitable[Any]], runs: int = 5) -> tuple[float, float]:
@@ -231,7 +323,8 @@ async def statement_floor(url: str, count: int = 2000) -> None:
             await conn.execute(SELECT_ONE)
         floor = (time.perf_counter() - t0) * 1e6 / count
     await engine.dispose()
-    print(f"  (for scale: one 'SELECT 1' through SQLAlchemy + aiosqlite costs {floor:.0f} us on this machine)")
+    driver = make_url(url).get_driver_name()
+    print(f"  (for scale: one 'SELECT 1' through SQLAlchemy + {driver} costs {floor:.0f} us on this machine)")
 
 
 async def rebuild(url: str) -> None:
@@ -254,6 +347,37 @@ def run(rows: int, path: Path, tzs: list[str], log_count: int, existing: bool = 
         asyncio.run(rebuild(url))
         print(f"  fill {t1 - t0:.0f} s, rollup rebuild {time.perf_counter() - t1:.0f} s,"
               f" file {path.stat().st_size / 1e9:.2f} GB", flush=True)
+    measure(url, rows, tzs, log_count)
+
+
+def run_postgres(rows: int, url: str, tzs: list[str], log_count: int, existing: bool, keep: bool) -> None:
+    name = make_url(url).database
+    if not name or name in ("postgres", "template0", "template1"):
+        raise SystemExit(f"name a database of the bench's own in the URL, not {name!r}")
+    print(f"\n=== {rows:,} requests -> PostgreSQL database {name}", flush=True)
+    there = asyncio.run(pg_admin(url, f"SELECT count(*) FROM pg_database WHERE datname = '{name}'"))
+    if not existing:
+        if there:
+            raise SystemExit(f"database {name} exists: the bench fills a database it creates (drop it first,"
+                             " or time it as it is with --existing)")
+        asyncio.run(pg_admin(url, f'CREATE DATABASE "{name}"'))
+    try:
+        if not existing:
+            upgrade_database(url)
+            t0 = time.perf_counter()
+            asyncio.run(pg_fill(url, rows))
+            t1 = time.perf_counter()
+            asyncio.run(rebuild(url))
+            size = asyncio.run(pg_admin(url, f"SELECT pg_database_size('{name}')"))
+            print(f"  fill {t1 - t0:.0f} s, rollup rebuild {time.perf_counter() - t1:.0f} s,"
+                  f" database {size / 1e9:.2f} GB", flush=True)
+        measure(url, rows, tzs, log_count)
+    finally:
+        if not keep and not existing:
+            asyncio.run(pg_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def measure(url: str, rows: int, tzs: list[str], log_count: int) -> None:
     for tz in tzs:
         asyncio.run(time_stats(url, tz))
     print(f"\n  logging {log_count:,} requests through db.repo.lifecycle"
@@ -267,15 +391,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--db", type=Path, help="database file (default: a temporary folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the database file afterwards")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                        help="a PostgreSQL database for the bench to create, fill and drop (default: DATABASE_URL;"
+                             " without either, SQLite)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--tz", nargs="+", default=["UTC", "Europe/Moscow"], help="TIMEZONE(s) to time stats in")
     parser.add_argument("--log", type=int, default=10_000, help="requests to log through the repositories")
     parser.add_argument("--existing", action="store_true",
-                        help="time an already filled --db (kept by an earlier --keep run) instead of filling")
+                        help="time an already filled database (kept by an earlier --keep run) instead of filling")
     args = parser.parse_args()
     from loguru import logger
 
     logger.remove()  # keep the figures readable
+    if args.database_url and make_url(args.database_url).get_backend_name() != "sqlite":
+        if make_url(args.database_url).get_backend_name() != "postgresql":
+            raise SystemExit("--database-url: PostgreSQL (postgresql+asyncpg://...) or SQLite")
+        for rows in args.rows:
+            run_postgres(rows, args.database_url, args.tz, args.log, args.existing, args.keep)
+        return
+    if args.database_url:  # a SQLite URL: its file
+        args.db = Path(str(make_url(args.database_url).database))
     folder = Path(tempfile.mkdtemp(prefix="stats_scale_"))
     for rows in args.rows:
         path = args.db or folder / f"bench_{rows}.db"
