@@ -2,9 +2,9 @@
 
 Handlers receive these as workflow data: `settings`, `sessions`, `manager`, `scheduler`, `life` (the
 owner of every request's life), `generation`, `providers_config`, `db_writes` (group commit; see
-`WriteQueue`). Start-up duties (the first sweep of orphaned requests, bot commands, the scheduler with
-the digest, the sweeper and lease renewal) run in the dispatcher's start-up hook, so polling and webhook
-modes share them.
+`WriteQueue`), `invoices` (signs and reads the payloads of credit-pack invoices). Start-up duties (the
+first sweep of orphaned requests, bot commands, the scheduler with the digest, the sweeper and lease
+renewal) run in the dispatcher's start-up hook, so polling and webhook modes share them.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from bot.i18n import LANGUAGES, Translate
 from bot.middlewares import setup_middlewares
 from bot.services.digest import schedule_digest
 from bot.services.generation import GenerationService
+from bot.services.invoices import InvoiceSigner
 from bot.services.lifecycle import Queue, RequestLife
 from bot.services.running import Slots
 from bot.services.sweeper import Sweeper
@@ -44,8 +45,8 @@ from bot.shared import SendRates
 from providers.config import ProvidersConfig
 from providers.manager import ProviderManager
 
-USER_COMMANDS = ("start", "help", "new", "model", "image", "edit", "video", "tts", "balance", "cancel",
-                 "language")
+USER_COMMANDS = ("start", "help", "new", "model", "image", "edit", "video", "tts", "balance", "buy", "cancel",
+                 "language", "paysupport")
 
 
 @dataclass
@@ -142,7 +143,7 @@ def build_app(settings: Settings, config: ProvidersConfig, queue: Queue | None =
         schedule_request_duties(scheduler, core.sweeper, settings)
     dp = Dispatcher(storage=core.shared.storage, settings=settings, sessions=sessions, manager=manager,
                     scheduler=scheduler, life=life, generation=generation, providers_config=config,
-                    db_writes=core.writes)
+                    db_writes=core.writes, invoices=InvoiceSigner.for_settings(settings))
     setup_middlewares(dp, settings, core.shared)
     dp.include_routers(*routers())
     app = BotApp(settings, config, core.engine, sessions, bot, manager, dp, scheduler, core.slots, life, core.sweeper,

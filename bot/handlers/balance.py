@@ -1,4 +1,4 @@
-"""/balance: credits left, and today's and this month's requests and spend."""
+"""/balance: credits left, today's and this month's requests and spend, and where to buy more."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ async def cmd_balance(message: Message, user: UserView, t: Translate, session: A
         unlimited = t("balance.unlimited")
         lines.append(t("balance.limits", day=settings.daily_credit_limit or unlimited,
                        month=settings.monthly_credit_limit or unlimited))
+    if settings.credit_packs:
+        lines.append(t("balance.buy"))
     await message.answer("\n\n".join(lines))
 
 

@@ -2,7 +2,10 @@
 to slow down at most once per window. The bot's own /cancel always gets through: exactly what the /cancel
 handler's Command filter accepts (`/cancel` or `/cancel@<this bot>`), so nothing that would reach any other
 handler (`/cancel@someone_else hi` is chat text) skips the limit. With REDIS_URL set the counts are shared by
-every front (bot.shared.throttle), so a user gets the same rate however updates are spread over them."""
+every front (bot.shared.throttle), so a user gets the same rate however updates are spread over them.
+
+Payments are never throttled either: a pre-checkout query dropped here would leave Telegram waiting for
+an answer, and a dropped successful payment would be Stars paid for credits never granted."""
 
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ class Throttling(BaseMiddleware):
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
-        if user is None or await _is_own_cancel(event, data.get("bot")):
+        if user is None or _is_payment(event) or await _is_own_cancel(event, data.get("bot")):
             return await handler(event, data)
         allowed, warn = await self.gate.hit(user.id)
         if allowed:
@@ -52,6 +55,14 @@ class Throttling(BaseMiddleware):
             except TelegramAPIError as exc:
                 logger.debug("could not send the slow-down notice: {}", exc)
         return None
+
+
+def _is_payment(event: TelegramObject) -> bool:
+    if not isinstance(event, Update):
+        return False
+    message = event.message
+    return event.pre_checkout_query is not None or (
+        message is not None and (message.successful_payment is not None or message.refunded_payment is not None))
 
 
 _CANCEL = Command("cancel")  # the very filter bot/handlers/cancel.py registers

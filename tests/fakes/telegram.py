@@ -7,7 +7,8 @@
     fake.rate_limit("editMessageText", times=1, retry_after=2)   # next edit answers 429
 
 URLs are `{url}/bot{token}/{method}` and `{url}/file/bot{token}/{file_path}` as on api.telegram.org.
-Methods live in `telegram_methods.py` and `telegram_media.py`; the HTML checker and stored data in `telegram_state.py`.
+Methods live in `telegram_methods.py`, `telegram_media.py` and `telegram_payments.py` (Stars: invoices,
+pre-checkout, charges, refunds); the HTML checker and stored data in `telegram_state.py`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aiohttp import web
 from tests.fakes import telegram_media  # noqa: F401  (importing it registers the media methods)
 from tests.fakes.base import Call, FakeServer, respond
 from tests.fakes.telegram_methods import METHODS, Params, Upload
+from tests.fakes.telegram_payments import StarPayments  # importing it registers the payment methods
 from tests.fakes.telegram_state import ApiError, SentMessage, StoredFile, image_size
 
 T = TypeVar("T")
@@ -76,6 +78,7 @@ class FakeTelegram(FakeServer):
         self.users: dict[int, dict[str, Any]] = {}
         self.chat_messages: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)  # both directions
         self.pending_callbacks: set[str] = set()
+        self.stars = StarPayments(self)  # invoices, pre-checkout queries, charges and refunds in Stars
         self._pending: list[_Pending] = []
         self._update_log: dict[int, dict[str, Any]] = {}
         self._next_update_id = 500_000_000
