@@ -61,8 +61,8 @@ def _inline(text: str, tags: tuple[Tag, ...], line_start: bool = True) -> list[R
             runs.append(Run(text[pos:m.start], tags))
         if m.kind == "code":
             runs.append(Run(m.body, (CODE,)))  # Telegram: code contains and joins no entity
-        elif m.kind == "head":
-            runs += _inline(m.body, (*tags, BOLD))
+        elif m.kind == "head":  # "# # x" is a heading in a heading: one <b>, or the tags outgrow a message
+            runs += _inline(m.body, tags if BOLD in tags else (*tags, BOLD))
         elif m.kind == "link":
             href = html.escape(m.url, quote=True)
             runs += _inline(m.body, (*tags, (f'<a href="{href}">', "</a>")))

@@ -34,7 +34,7 @@ def old_inline(text: str, tags: tuple[Tag, ...]) -> list[Run]:
         if m.group("code") is not None:
             runs.append(Run(m.group("code_body"), (CODE,)))
         elif m.group("head") is not None:
-            runs += old_inline(m.group("head_body"), (*tags, BOLD))
+            runs += old_inline(m.group("head_body"), tags if BOLD in tags else (*tags, BOLD))
         elif m.group("link") is not None:
             href = html.escape(m.group("link_url"), quote=True)
             runs += old_inline(m.group("link_text"), (*tags, (f'<a href="{href}">', "</a>")))
