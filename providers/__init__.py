@@ -34,6 +34,7 @@ from providers.types import (
     ChatMessage,
     EditOp,
     GenerationRequest,
+    ImagePart,
     Media,
     StreamChunk,
     Usage,
@@ -41,7 +42,7 @@ from providers.types import (
 
 __all__ = [
     "AdapterResult", "Alert", "AllProvidersFailed", "Attempt", "CallHooks", "Catalogue", "Category", "CategoryHealth",
-    "ChatMessage", "CircuitState", "EditOp", "ErrorKind", "GenerationRequest", "LabelConfig", "LocalState",
+    "ChatMessage", "CircuitState", "EditOp", "ErrorKind", "GenerationRequest", "ImagePart", "LabelConfig", "LocalState",
     "ManagerSettings", "Media", "Prices", "ProviderConfig", "ProviderError", "ProviderHealth", "ProviderManager",
     "ProvidersConfig", "ProvidersFileError", "Result", "RouteConfig", "SharedState", "StreamChunk", "TextStream",
     "Usage", "load_providers", "make_shared_state", "usd_to_micros",

@@ -2,13 +2,19 @@
 
 An adapter builds requests and parses responses in its API's real wire format, and turns every failure
 into a `ProviderError` of the right kind. It never retries or falls back: that is the manager's job.
+
+Capabilities: `supports(request, model)` says, before any call, whether this adapter (with this model) can
+serve a request at all: see images in a chat, do an edit operation, read an audio format. The manager
+skips a provider that cannot (logged, and named in `AllProvidersFailed.skipped`), so a capability never
+turns into a `bad_request` that would stop the fallback. The providers file can narrow or widen what an
+adapter assumes with `options.vision` (true/false) and `options.edit_ops` (a list of operation names).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,9 +31,28 @@ from providers.bodies import (
 )
 from providers.config import TOTAL_TIMEOUT_FACTOR, ProviderConfig
 from providers.errors import ErrorKind, ProviderError
-from providers.types import AdapterResult, Category, GenerationRequest, StreamChunk
+from providers.types import AdapterResult, Category, EditOp, GenerationRequest, StreamChunk
 
 JobIdCallback = Callable[[str], None]
+# Every operation but `instruct`: what an edit endpoint with a fixed operation per call can be asked to do.
+FIXED_EDIT_OPS = frozenset(EditOp) - {EditOp.INSTRUCT}
+# What the OpenAI-style transcription endpoints read (OpenAI and Groq list the same formats).
+TRANSCRIBABLE = frozenset({"audio/ogg", "audio/opus", "audio/mpeg", "audio/mp3", "audio/mp4", "audio/m4a",
+                           "audio/x-m4a", "audio/wav", "audio/x-wav", "audio/wave", "audio/webm", "audio/flac",
+                           "audio/x-flac", "video/mp4", "video/webm", "video/mpeg"})
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    """Whether an adapter can serve a request; falsy with the reason when it cannot."""
+
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return not self.reason
+
+
+SUPPORTED = Support()
 
 
 @dataclass(slots=True)
@@ -75,6 +100,8 @@ class Adapter:
     kind: ClassVar[str] = ""
     categories: ClassVar[frozenset[Category]] = frozenset()
     streams_text: ClassVar[bool] = False
+    vision: ClassVar[bool] = False  # its chat API carries images
+    audio_formats: ClassVar[frozenset[str]] = frozenset()  # transcription: the audio types it reads
 
     def __init__(self, config: ProviderConfig, client: httpx.AsyncClient) -> None:
         self.config = config
@@ -83,6 +110,40 @@ class Adapter:
 
     async def generate(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
         raise NotImplementedError
+
+    # --- capabilities ----------------------------------------------------------------------------
+
+    def supports(self, request: GenerationRequest, model: str) -> Support:
+        """Whether this adapter, with `model`, can serve `request` at all (see the module docstring)."""
+        category = request.category
+        if category not in self.categories:
+            return Support(f"does not serve {category}")
+        if category is Category.TEXT and request.chat_images() and not self.sees_images(model):
+            return Support("cannot see images")
+        if category is Category.IMAGE_EDIT and request.edit_op is not None \
+                and request.edit_op not in self.edit_ops(model):
+            return Support(f"cannot do the {request.edit_op} edit")
+        if category is Category.TRANSCRIPTION:
+            mime = request.audio_mime.split(";")[0].strip().lower()
+            if mime not in self.audio_formats:
+                return Support(f"cannot read {mime or 'audio of no type'}")
+        return SUPPORTED
+
+    def sees_images(self, model: str) -> bool:
+        """Whether a chat with images can go to this API; `options.vision` overrides the family's default."""
+        configured = self.config.options.get("vision")
+        return configured if isinstance(configured, bool) else self.vision
+
+    def edit_ops(self, model: str) -> frozenset[EditOp]:
+        """The edit operations `model` does here: `options.edit_ops` when set, else the adapter's own
+        `default_edit_ops`."""
+        configured = self.config.options.get("edit_ops")
+        if isinstance(configured, list):
+            return frozenset(_edit_ops(configured))
+        return self.default_edit_ops(model)
+
+    def default_edit_ops(self, model: str) -> frozenset[EditOp]:
+        return FIXED_EDIT_OPS
 
     def stream_text(self, request: GenerationRequest, model: str, ctx: CallContext) -> AsyncIterator[StreamChunk]:
         raise ProviderError(ErrorKind.BAD_REQUEST, "streaming is not supported", provider=self.name)
@@ -139,6 +200,14 @@ class Adapter:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise self.fail(ErrorKind.INVALID_RESPONSE, "response body is not JSON",
                             status=response.status_code) from exc
+
+
+def _edit_ops(names: Iterable[Any]) -> Iterable[EditOp]:
+    for name in names:
+        try:
+            yield EditOp(str(name))
+        except ValueError:
+            continue  # the loader refuses unknown names; a hand-built config just loses them
 
 
 def error_json(response: httpx.Response) -> Any:

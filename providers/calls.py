@@ -5,7 +5,8 @@ The manager is the only place for order, retries, cooldowns and the attempt log 
 - a recoverable failure moves on at once to the next ready provider; nothing sleeps while another can serve;
 - `unavailable` earns at most one quick retry of the same provider, and only once every other provider
   has been tried;
-- bad_request and content_policy stop the walk (content_policy falls back when the settings say so).
+- bad_request and content_policy stop the walk (content_policy falls back when the settings say so);
+- a provider that cannot serve the request at all (`Adapter.supports`) is skipped, never called.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from providers.config import ManagerSettings
 from providers.errors import AllProvidersFailed, Attempt, ErrorKind
 from providers.health import Block, Ticket
 from providers.result import Reporter, Result
-from providers.routing import Candidate, Chain, order
+from providers.routing import Candidate, Chain, incapable, order
 from providers.types import AdapterResult, GenerationRequest
 
 
@@ -42,13 +43,15 @@ async def call_provider(rt: Runtime, candidate: Candidate, request: GenerationRe
     return run.attempt, run.output
 
 
-def retry_at(rt: Runtime, chain: Chain, attempts: list[Attempt]) -> datetime | None:
-    """The earliest moment a retry can work: the soonest any usable provider of the chain is callable
-    again (now, for one that failed without a cooldown). None when waiting cannot help."""
+def retry_at(rt: Runtime, chain: Chain, attempts: list[Attempt],
+             capable: list[Candidate] | None = None) -> datetime | None:
+    """The earliest moment a retry can work: the soonest any usable provider of the chain (able to serve
+    the request: `capable`, default all) is callable again (now, for one that failed without a cooldown).
+    None when waiting cannot help."""
     if any(a.kind is not None and not falls_back(rt.settings, a.kind) for a in attempts):
         return None
     moments = []
-    for candidate in chain.candidates:
+    for candidate in chain.candidates if capable is None else capable:
         block = (rt.health.blocked(candidate.provider, chain.category)
                  or rt.spend.blocked(candidate.provider, candidate.daily_budget_micros))
         moments.append(block.until if block is not None else rt.clock.now())
@@ -67,13 +70,15 @@ class FallbackWalk:
     of the first provider that failed `unavailable` (only now that nobody else is left). It keeps the
     attempts made and the providers skipped, for the result or the one error."""
 
-    def __init__(self, rt: Runtime, chain: Chain) -> None:
+    def __init__(self, rt: Runtime, chain: Chain, request: GenerationRequest) -> None:
         self.rt, self.chain = rt, chain
         self.started = time.perf_counter()
         ready, blocked = order(chain, rt.health, rt.spend, rt.latency)
-        self.skipped: Skipped = {**chain.unusable, **blocked}
+        unable = incapable(chain, request)  # what the request needs outweighs a cooldown: it is the reason given
+        self.skipped: Skipped = {**chain.unusable, **blocked, **unable}
+        self.capable = [c for c in chain.candidates if c.provider not in unable]
         self.attempts: list[Attempt] = []
-        self.queue = deque(ready)
+        self.queue = deque(c for c in ready if c.provider not in unable)
         self.retryable: Candidate | None = None
         self.retried = False
 
@@ -94,7 +99,7 @@ class FallbackWalk:
     def failure(self, *, stopped: bool = False) -> AllProvidersFailed:
         """The one error for the caller; `stopped`: the walk was cut short, so waiting cannot help."""
         reasons = {name: why if isinstance(why, str) else why.reason for name, why in self.skipped.items()}
-        retry = None if stopped else retry_at(self.rt, self.chain, self.attempts)
+        retry = None if stopped else retry_at(self.rt, self.chain, self.attempts, self.capable)
         return AllProvidersFailed(self.chain.category, self.attempts, retry, reasons)
 
 
@@ -102,7 +107,7 @@ Skipped = dict[str, "Block | str"]  # provider -> why not tried; Blocks are put 
 
 
 async def run_chain(rt: Runtime, chain: Chain, request: GenerationRequest, reporter: Reporter) -> Result:
-    walk = FallbackWalk(rt, chain)
+    walk = FallbackWalk(rt, chain, request)
     while (candidate := await walk.next()) is not None:
         outcome = await call_provider(rt, candidate, request, len(walk.attempts), reporter)
         if isinstance(outcome, Block):  # blocked since order() ran (a concurrent call failed)

@@ -3,6 +3,7 @@ providers that have an adapter.
 
     catalogue = manager.catalogue
     catalogue.for_user(user_choice, Category.IMAGE)   # the user's label while it still fits, else the default
+    catalogue.seeing(label)                          # a label that reads images: this one, else the first that can
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ class Catalogue:
         if chosen is not None and chosen.category is category:
             return chosen
         return self.default(category)
+
+    def seeing(self, label: LabelConfig) -> LabelConfig | None:
+        """`label` when it can see images (`vision = true`), else the file's first text label that can;
+        None when no label can."""
+        if label.vision:
+            return label
+        return next((lbl for lbl in self._labels.values() if lbl.category is Category.TEXT and lbl.vision), None)
 
     def enabled_providers(self) -> list[str]:
         """Names of the providers that have an adapter (a key and a known kind), sorted."""

@@ -50,7 +50,7 @@ def usd_to_exact_micros(value: float | int | str | Decimal) -> Decimal:
 class Prices:
     """Prices in exact micro-USD (a Decimal: a price may be a fraction of a micro-USD per unit). Keys in the
     file are USD: text_in_per_1k, text_out_per_1k, image, image_edit, video, video_per_second,
-    audio_per_1k_chars."""
+    audio_per_1k_chars, transcription_per_minute (of recording)."""
 
     text_in_per_1k: Decimal = Decimal(0)
     text_out_per_1k: Decimal = Decimal(0)
@@ -59,6 +59,7 @@ class Prices:
     video: Decimal = Decimal(0)
     video_per_second: Decimal = Decimal(0)
     audio_per_1k_chars: Decimal = Decimal(0)
+    transcription_per_minute: Decimal = Decimal(0)
 
     def exact_cost(self, category: Category, usage: Usage) -> Decimal:
         """The cost in micro-USD before any rounding; each term is an exact decimal product."""
@@ -75,6 +76,8 @@ class Prices:
                 return exact(self.video) + exact(usage.seconds) * exact(self.video_per_second)
             if category is Category.AUDIO:
                 return usage.characters * exact(self.audio_per_1k_chars) / 1000
+            if category is Category.TRANSCRIPTION:
+                return exact(usage.seconds) * exact(self.transcription_per_minute) / 60
             return Decimal(0)
 
     def cost_micros(self, category: Category, usage: Usage) -> int:
@@ -137,6 +140,7 @@ class LabelConfig:
     route: tuple[str, ...] | None = None  # overrides [routes] for this label
     description: str = ""
     models: Mapping[str, str] = field(default_factory=dict)  # provider -> model override for this label
+    vision: bool = False  # text labels: its models read images in the chat (`ChatMessage.images`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,9 @@ loader (without importing any adapter) and by the OpenAI-compatible adapters.
 
 The default base URLs are design.md's "Defaults per kind"; `official_key_envs` are the names each
 provider's own SDK reads, accepted in addition to `NAME_API_KEY`. `categories` is what the family's API
-can do at all; the adapter class may support less (the loader checks both). An OpenAI-compatible kind
-also names its error-body dialect and the headers it sends on every call.
+can do at all; the adapter class may support less (the loader checks both). `vision`: its chat API takes
+images (which models see is the labels' business: `vision = true`). An OpenAI-compatible kind also names
+its error-body dialect and the headers it sends on every call.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Literal
 from providers.types import Category
 
 _T, _I, _E, _V, _A = Category.TEXT, Category.IMAGE, Category.IMAGE_EDIT, Category.VIDEO, Category.AUDIO
+_S = Category.TRANSCRIPTION  # speech to text
 
 OpenAIDialect = Literal["openai", "openrouter", "xai", "aimlapi"]
 
@@ -30,19 +32,22 @@ class KindInfo:
     categories: frozenset[Category]
     openai_dialect: OpenAIDialect | None = None  # set: an OpenAI-compatible API, errors in this dialect
     headers: Mapping[str, str] = field(default_factory=dict)  # sent on every call
+    vision: bool = False  # its chat API carries images
 
 
 KINDS: dict[str, KindInfo] = {
-    "openai": KindInfo("https://api.openai.com/v1", ("OPENAI_API_KEY",), frozenset({_T, _I, _E, _A}), "openai"),
+    "openai": KindInfo("https://api.openai.com/v1", ("OPENAI_API_KEY",), frozenset({_T, _I, _E, _A, _S}), "openai",
+                       vision=True),
     "openrouter": KindInfo("https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY",), frozenset({_T, _I}),
-                           "openrouter", _OPENROUTER_HEADERS),
-    "xai": KindInfo("https://api.x.ai/v1", ("XAI_API_KEY",), frozenset({_T, _I}), "xai"),
+                           "openrouter", _OPENROUTER_HEADERS, vision=True),
+    "xai": KindInfo("https://api.x.ai/v1", ("XAI_API_KEY",), frozenset({_T, _I}), "xai", vision=True),
     "aimlapi": KindInfo("https://api.aimlapi.com/v1", ("AIMLAPI_API_KEY", "AIML_API_KEY"), frozenset({_T, _I}),
-                        "aimlapi"),
-    "poe": KindInfo("https://api.poe.com/v1", ("POE_API_KEY",), frozenset({_T}), "openai"),
-    "groq": KindInfo("https://api.groq.com/openai/v1", ("GROQ_API_KEY",), frozenset({_T}), "openai"),
+                        "aimlapi", vision=True),
+    "poe": KindInfo("https://api.poe.com/v1", ("POE_API_KEY",), frozenset({_T}), "openai", vision=True),
+    "groq": KindInfo("https://api.groq.com/openai/v1", ("GROQ_API_KEY",), frozenset({_T, _S}), "openai",
+                     vision=True),
     "deepseek": KindInfo("https://api.deepseek.com", ("DEEPSEEK_API_KEY",), frozenset({_T}), "openai"),
-    "anthropic": KindInfo("https://api.anthropic.com", ("ANTHROPIC_API_KEY",), frozenset({_T})),
+    "anthropic": KindInfo("https://api.anthropic.com", ("ANTHROPIC_API_KEY",), frozenset({_T}), vision=True),
     "replicate": KindInfo("https://api.replicate.com/v1", ("REPLICATE_API_TOKEN", "REPLICATE_API_KEY"),
                           frozenset({_T, _I, _E, _V, _A})),
     "stability": KindInfo("https://api.stability.ai", ("STABILITY_API_KEY", "STABILITY_KEY"), frozenset({_I, _E})),

@@ -22,7 +22,7 @@ from typing import Any
 from providers.config import LabelConfig, ManagerSettings, Prices, ProviderConfig, ProvidersConfig, RouteConfig
 from providers.kinds import KINDS, env_prefix
 from providers.loader_checks import Checker, ProvidersFileError, supported_categories
-from providers.types import Category
+from providers.types import Category, EditOp
 
 __all__ = ["ProvidersFileError", "load_providers", "parse_providers", "resolve_path"]
 
@@ -30,7 +30,7 @@ DEFAULT_FILE = "default_providers.toml"
 _TOP_KEYS = {"providers", "routes", "labels", "manager"}
 _PROVIDER_KEYS = {"kind", "base_url", "api_key_env", "timeout_s", "total_timeout_s", "first_token_timeout_s",
                   "models", "prices", "model_prices", "headers", "options", "daily_budget_usd", "description"}
-_LABEL_KEYS = {"category", "credits", "route", "description", "models"}
+_LABEL_KEYS = {"category", "credits", "route", "description", "models", "vision"}
 _ROUTE_KEYS = {"providers", "strategy"}
 _STRATEGIES = ("priority", "cheapest", "fastest")
 _SETTINGS_FLOATS = ("long_cooldown_s", "default_rate_limit_cooldown_s", "circuit_open_s", "quick_retry_delay_s")
@@ -109,7 +109,7 @@ def _provider(check: Checker, name: str, body: Any, env: Mapping[str, str]) -> P
                       for model, prices in check.table(f"{entry} model_prices",
                                                        table.get("model_prices", {})).items()},
         headers=check.string_map(f"{entry} headers", table.get("headers", {})),
-        options=dict(check.table(f"{entry} options", table.get("options", {}))),
+        options=_options(check, f"{entry} options", table.get("options", {})),
         daily_budget_micros=None if budget is None else check.usd(entry, "daily_budget_usd", budget),
     )
 
@@ -125,6 +125,20 @@ def _models(check: Checker, entry: str, kind: str, body: Any) -> dict[Category, 
                                           f"(it serves: {', '.join(sorted(supported)) or 'nothing yet'})")
         models[category] = check.string(f"{entry} models", str(key), value)
     return models
+
+
+def _options(check: Checker, entry: str, body: Any) -> dict[str, Any]:
+    """Adapter-specific options, free-form except the capabilities the manager acts on (providers.base):
+    `vision` is true or false, `edit_ops` a list of operation names."""
+    options = dict(check.table(entry, body))
+    if "vision" in options and not isinstance(options["vision"], bool):
+        check.fail(entry, "'vision' must be true or false")
+    if "edit_ops" in options:
+        ops = options["edit_ops"]
+        known = [op.value for op in EditOp]
+        if not isinstance(ops, list) or not all(isinstance(op, str) and op in known for op in ops):
+            check.fail(entry, f"'edit_ops' must be a list of operation names (known: {', '.join(known)})")
+    return options
 
 
 def _api_key(check: Checker, entry: str, name: str, kind: str, file_env: Any,
@@ -199,8 +213,13 @@ def _label(check: Checker, name: str, body: Any, providers: Mapping[str, Provide
             check.fail(entry, f"route names {provider!r}, which has no model for {category} "
                               f"(add one to this label's models or to [providers.{provider}] models)")
     description = check.optional_string(entry, "description", table.get("description")) or ""
+    vision = table.get("vision", False)
+    if not isinstance(vision, bool):
+        check.fail(entry, "'vision' must be true or false")
+    if vision and category is not Category.TEXT:
+        check.fail(entry, f"'vision' is for text labels (models that read images in a chat), not {category}")
     return LabelConfig(name=name, category=category, credits=credits, route=route,
-                       description=description, models=models)
+                       description=description, models=models, vision=vision)
 
 
 def _settings(check: Checker, table: Mapping[str, Any]) -> ManagerSettings:

@@ -3,7 +3,8 @@
 A `Chain` is the static part (route, label, models, adapters), resolved once per (category, label, route)
 and reused; `order()` applies the dynamic part on every call: health, budget, and the route's strategy
 (priority = as written; cheapest = by `Prices.unit_price`; fastest = by recent median latency, providers
-without samples first so they get measured).
+without samples first so they get measured). `incapable()` is the part that depends on the request: the
+providers whose adapter cannot serve it (`Adapter.supports`), never tried.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from loguru import logger
+
 from providers.base import Adapter
 from providers.budget import DailySpend
 from providers.config import LabelConfig, Prices, ProvidersConfig, Strategy
 from providers.health import Block, HealthBook
-from providers.types import Category
+from providers.types import Category, GenerationRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +111,17 @@ def order(chain: Chain, health: HealthBook, spend: DailySpend,
             return (0, 0.0) if median is None else (1, median)
         ready.sort(key=speed)
     return ready, blocked
+
+
+def incapable(chain: Chain, request: GenerationRequest) -> dict[str, str]:
+    """provider -> why its adapter cannot serve this request (it sees no images, lacks the operation,
+    cannot read the format); each one logged as skipped."""
+    unable: dict[str, str] = {}
+    for candidate in chain.candidates:
+        support = candidate.adapter.supports(request, candidate.model)
+        if not support:
+            unable[candidate.provider] = f"{candidate.model} {support.reason}"
+            logger.bind(provider=candidate.provider, category=str(chain.category)).info(
+                "{} skipped for this {} request: {} {}", candidate.provider, chain.category, candidate.model,
+                support.reason)
+    return unable

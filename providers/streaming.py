@@ -123,7 +123,7 @@ class _Deadline:
 
 async def _stream_chain(rt: Runtime, chain: Chain, request: GenerationRequest, reporter: Reporter,
                         stream: TextStream) -> AsyncGenerator[str, None]:
-    walk = FallbackWalk(rt, chain)
+    walk = FallbackWalk(rt, chain, request)
     while (candidate := await walk.next()) is not None:
         run = admit(rt, candidate, chain.category, len(walk.attempts), reporter)
         if isinstance(run, Block):

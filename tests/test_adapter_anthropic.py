@@ -15,7 +15,7 @@ from providers.adapters.anthropic import AnthropicAdapter, alternate
 from providers.base import CallContext
 from providers.config import ProviderConfig
 from providers.errors import ErrorKind, ProviderError
-from providers.types import Category, ChatMessage, GenerationRequest, StreamChunk, Usage
+from providers.types import Category, ChatMessage, GenerationRequest, ImagePart, StreamChunk, Usage
 from tests.adapter_support import fake_fixture
 from tests.fakes.anthropic import FakeAnthropic, anthropic_error
 
@@ -76,6 +76,38 @@ def test_alternate_always_gives_what_anthropic_accepts(turns: list[tuple[str, st
         if role != S and content.strip() and (kept or role == U):
             kept.append(content)
     assert "\n\n".join(m["content"] for m in out) == "\n\n".join(kept)
+
+
+async def test_an_image_goes_as_a_base64_image_block_before_the_text(fake: FakeAnthropic,
+                                                                     http: httpx.AsyncClient) -> None:
+    jpeg = b"\xff\xd8\xff\xe0 a photo"
+    request = GenerationRequest(Category.TEXT, messages=(
+        ChatMessage(U, "what is this?", (ImagePart("image/jpeg", jpeg, ref="tg-file-1"),)),
+        ChatMessage(A, "A cat."), ChatMessage(U, "what colour is it?")))
+    result = await collect(make(fake.url, http).stream_text(request, "claude-x", CTX))
+    assert result[0] == fake.reply_text  # the fake refuses what the real API refuses
+    first, second, third = fake.calls[0].json["messages"]
+    assert first == {"role": U, "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4CBhIHBob3Rv"}},
+        {"type": "text", "text": "what is this?"}]}
+    assert second == {"role": A, "content": "A cat."} and third == {"role": U, "content": "what colour is it?"}
+    assert "tg-file-1" not in fake.calls[0].body.decode()  # the caller's reference never leaves
+
+
+def test_images_merge_with_a_neighbouring_user_turn_and_unfetched_ones_stay_home() -> None:
+    png = ImagePart("image/png", b"\x89PNG")
+    turns, _ = alternate((ChatMessage(U, "", (png,)), ChatMessage(U, "and this?", (ImagePart("image/png"),)),
+                          ChatMessage(A, "ignored images", (png,))))
+    assert [t["role"] for t in turns] == [U, A] and turns[1]["content"] == "ignored images"
+    assert [b["type"] for b in turns[0]["content"]] == ["image", "text"]
+
+
+def test_anthropic_sees_images() -> None:
+    adapter = make("http://127.0.0.1:9", httpx.AsyncClient())
+    seeing = GenerationRequest(Category.TEXT, messages=(ChatMessage(U, "?", (ImagePart("image/png", b"x"),)),))
+    assert adapter.supports(seeing, "claude-x")
+    blind = make("http://127.0.0.1:9", httpx.AsyncClient(), vision=False)  # a proxy to a model that cannot
+    assert blind.supports(seeing, "m").reason == "cannot see images" and blind.supports(chat(), "m")
 
 
 async def test_only_assistant_turns_is_bad_request_without_a_call(fake: FakeAnthropic, http: httpx.AsyncClient) -> None:

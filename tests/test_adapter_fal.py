@@ -81,6 +81,21 @@ async def test_image_edit_sends_data_uris(fake: FakeFal, http: httpx.AsyncClient
     assert sent["image_url"] == "data:image/png;base64,iVBOR3NyYw==" and sent["mask_url"].startswith("data:")
 
 
+async def test_kontext_gets_the_instruction_and_the_picture_as_image_url(http: httpx.AsyncClient) -> None:
+    request = GenerationRequest(Category.IMAGE_EDIT, prompt="make it night", image=b"\xff\xd8\xffsrc",
+                                image_mime="image/jpeg", edit_op=EditOp.INSTRUCT)
+    async with FakeFal(KEY, required_fields=("prompt", "image_url")) as fake:  # Kontext's inputs
+        adapter = make_adapter(fake, http)
+        assert adapter.supports(request, "fal-ai/flux-pro/kontext")
+        result = await adapter.generate(request, "fal-ai/flux-pro/kontext", ctx())
+    submit = fake.calls[0]
+    assert submit.path == "/fal-ai/flux-pro/kontext"
+    assert submit.json == {"prompt": "make it night", "image_url": "data:image/jpeg;base64,/9j/c3Jj"}
+    assert result.media and result.usage.images == 1
+    upscale = GenerationRequest(Category.IMAGE_EDIT, image=b"x", edit_op=EditOp.UPSCALE)
+    assert adapter.supports(upscale, "fal-ai/flux-pro/kontext").reason == "cannot do the upscale edit"
+
+
 async def test_job_id_reported_while_queued(fake: FakeFal, http: httpx.AsyncClient) -> None:
     seen: list[tuple[str, str]] = []
 

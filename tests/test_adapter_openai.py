@@ -12,7 +12,7 @@ from providers.base import CallContext
 from providers.config import ProviderConfig
 from providers.errors import ErrorKind, ProviderError
 from providers.kinds import KINDS as KIND_TABLE
-from providers.types import Category, ChatMessage, GenerationRequest, StreamChunk, Usage
+from providers.types import Category, ChatMessage, GenerationRequest, ImagePart, StreamChunk, Usage
 from tests.fakes.openai import FakeOpenAI, openai_error, openrouter_error
 
 CTX = CallContext(timeout_s=5.0)
@@ -51,8 +51,9 @@ def test_every_preset_has_its_class_kind_and_default_base_url() -> None:
         assert cls.kind == kind and cls.categories == KIND_TABLE[kind].categories and cls.streams_text
         assert cls.default_base_url == KIND_TABLE[kind].base_url
     assert ADAPTER_CLASSES["openai"].categories == {Category.TEXT, Category.IMAGE, Category.IMAGE_EDIT,
-                                                    Category.AUDIO}
-    assert ADAPTER_CLASSES["groq"].categories == {Category.TEXT}
+                                                    Category.AUDIO, Category.TRANSCRIPTION}
+    assert ADAPTER_CLASSES["groq"].categories == {Category.TEXT, Category.TRANSCRIPTION}
+    assert {k for k, cls in ADAPTER_CLASSES.items() if cls.vision} == set(KINDS) - {"deepseek"}
     empty = ProviderConfig(name="x", kind="xai", base_url="", api_key="k", api_key_env="XAI_API_KEY")
     assert ADAPTER_CLASSES["xai"](empty, httpx.AsyncClient()).url("chat/completions") == \
         "https://api.x.ai/v1/chat/completions"
@@ -72,6 +73,29 @@ async def test_plain_chat_sends_the_documented_request(fake: FakeOpenAI, http: h
     assert result.text == fake.reply_text and result.model == "some-model"
     assert result.usage == Usage(input_tokens=5 + 3, output_tokens=len(fake.reply_text.split()))
     assert result.cost_micros == (123 if fake.dialect == "openrouter" else None)
+
+
+async def test_an_image_goes_as_an_image_url_part_with_a_data_uri(http: httpx.AsyncClient) -> None:
+    photo = ImagePart("image/jpeg", b"\xff\xd8\xff\xe0 a photo", ref="tg-file-1")
+    request = chat(messages=(ChatMessage("user", "what is this?", (photo,)), ChatMessage("assistant", "A cat."),
+                             ChatMessage("user", "what colour?")))
+    async with FakeOpenAI("openrouter") as fake:  # the fake refuses parts the real API refuses
+        text, _ = await collect(adapter(fake, http).stream_text(request, "m", CTX))
+    assert text == fake.reply_text
+    first, second, third = fake.calls[0].json["messages"]
+    assert first == {"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4CBhIHBob3Rv"}}]}
+    assert second["content"] == "A cat." and third["content"] == "what colour?"
+    assert "tg-file-1" not in fake.calls[0].body.decode()  # the caller's reference never leaves
+
+
+async def test_a_service_that_cannot_see_is_not_asked_to(http: httpx.AsyncClient) -> None:
+    request = chat(messages=(ChatMessage("user", "?", (ImagePart("image/png", b"x"),)),))
+    async with FakeOpenAI("deepseek") as fake:
+        assert adapter(fake, http).supports(request, "m").reason == "cannot see images"
+        assert adapter(fake, http, options={"vision": True}).supports(request, "m")  # a proxy that can
+        assert adapter(fake, http).supports(chat(), "m")
 
 
 async def test_plain_prompt_without_system_or_max_tokens(http: httpx.AsyncClient) -> None:

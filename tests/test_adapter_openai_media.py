@@ -9,7 +9,7 @@ from providers.adapters.openai_compat import ADAPTER_CLASSES, OpenAICompatAdapte
 from providers.adapters.openai_media import sniff_image_mime
 from providers.base import CallContext
 from providers.errors import ErrorKind, ProviderError
-from providers.types import Category, GenerationRequest, Usage
+from providers.types import Category, EditOp, GenerationRequest, Usage
 from tests.adapter_support import adapter_config, fake_fixture
 from tests.fakes.openai import MP3_BYTES, PNG_1X1, FakeOpenAI, openai_error
 
@@ -137,23 +137,75 @@ async def test_speech_that_is_not_audio_is_invalid_response(fake: FakeOpenAI, ht
     assert caught.value.kind is ErrorKind.INVALID_RESPONSE
 
 
-async def test_transcription(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:
-    audio = b"OggS fake voice note"
-    text = await make(fake, http).transcribe(audio, "voice.ogg", "whisper-1", CTX)
+def voice(audio: bytes = b"OggS fake voice note", mime: str = "audio/ogg", **options: object) -> GenerationRequest:
+    return GenerationRequest(Category.TRANSCRIPTION, audio=audio, audio_mime=mime, audio_seconds=7.0,
+                             options=options)
+
+
+async def test_transcription_is_multipart_with_a_file_name_the_api_reads(fake: FakeOpenAI,
+                                                                         http: httpx.AsyncClient) -> None:
+    result = await make(fake, http).generate(voice(language="ru"), "whisper-1", CTX)
     [call] = fake.calls
-    assert call.path == "/audio/transcriptions"
-    assert call.form == {"file": audio, "model": "whisper-1"}
-    assert text == fake.transcript
+    assert call.path == "/audio/transcriptions" and call.headers["Content-Type"].startswith("multipart/form-data")
+    assert call.form == {"file": b"OggS fake voice note", "model": "whisper-1", "response_format": "json",
+                         "language": "ru"}
+    assert call.filenames == {"file": "audio.ogg"}  # the API goes by the extension: never Telegram's .oga
+    assert result.text == fake.transcript and result.usage == Usage(seconds=7.0) and result.model == "whisper-1"
+
+
+async def test_groq_transcribes_too(http: httpx.AsyncClient) -> None:
+    async with FakeOpenAI("groq") as fake:
+        result = await make(fake, http).generate(voice(b"ID3 mp3", "audio/mpeg"), "whisper-large-v3-turbo", CTX)
+    assert fake.calls[0].filenames == {"file": "audio.mp3"} and result.text == fake.transcript
 
 
 async def test_transcription_errors_are_classified(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:
     fake.fail_next(429, openai_error("You exceeded your current quota", "insufficient_quota", "insufficient_quota"))
     with pytest.raises(ProviderError) as quota:
-        await make(fake, http).transcribe(b"x", "a.mp3", "whisper-1", CTX)
+        await make(fake, http).generate(voice(), "whisper-1", CTX)
     fake.fail_next(200, {"task": "transcribe"})
     with pytest.raises(ProviderError) as shapeless:
-        await make(fake, http).transcribe(b"x", "a.mp3", "whisper-1", CTX)
+        await make(fake, http).generate(voice(), "whisper-1", CTX)
     assert quota.value.kind is ErrorKind.QUOTA_EXHAUSTED and shapeless.value.kind is ErrorKind.INVALID_RESPONSE
+
+
+def test_formats_the_transcription_endpoint_cannot_read_are_not_supported(http: httpx.AsyncClient) -> None:
+    adapter = make(FakeOpenAI(), http)
+    assert adapter.supports(voice(mime="audio/ogg; codecs=opus"), "whisper-1")
+    assert adapter.supports(voice(mime="audio/x-ms-wma"), "whisper-1").reason == "cannot read audio/x-ms-wma"
+    xai = ADAPTER_CLASSES["xai"](adapter_config("xai", "http://127.0.0.1:9", "k", "K"), http)
+    assert xai.supports(voice(), "grok").reason == "does not serve transcription"
+
+
+def edit(op: EditOp, prompt: str = "", search: str | None = None) -> GenerationRequest:
+    return GenerationRequest(Category.IMAGE_EDIT, prompt=prompt, image=PNG_1X1, edit_op=op, search_prompt=search)
+
+
+async def test_an_instruction_edit_sends_the_instruction_as_the_prompt(fake: FakeOpenAI,
+                                                                      http: httpx.AsyncClient) -> None:
+    result = await make(fake, http).generate(edit(EditOp.INSTRUCT, "make the sky purple"), "gpt-image-1", CTX)
+    assert fake.calls[0].form == {"image": PNG_1X1, "prompt": "make the sky purple", "model": "gpt-image-1"}
+    assert result.media[0].data == PNG_1X1
+
+
+async def test_operations_become_instructions(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:
+    adapter = make(fake, http)
+    await adapter.generate(edit(EditOp.SEARCH_REPLACE, "a dog", "the cat"), "gpt-image-1", CTX)
+    await adapter.generate(edit(EditOp.REMOVE_BACKGROUND), "gpt-image-1", CTX)
+    swap, cutout = (c.form for c in fake.calls)
+    assert swap["prompt"] == "Replace the cat with a dog. Keep everything else unchanged." and "background" not in swap
+    assert cutout["background"] == "transparent" and "Remove the background" in cutout["prompt"]
+
+
+def test_what_an_openai_edit_model_can_do(http: httpx.AsyncClient) -> None:
+    adapter = make(FakeOpenAI(), http)
+    gpt = {op for op in EditOp if adapter.supports(edit(op), "gpt-image-1")}
+    assert gpt == {EditOp.INSTRUCT, EditOp.SEARCH_REPLACE, EditOp.INPAINT, EditOp.REMOVE_BACKGROUND}
+    assert {op for op in EditOp if adapter.supports(edit(op), "dall-e-2")} == {EditOp.INPAINT}
+    assert adapter.supports(edit(EditOp.UPSCALE), "gpt-image-1").reason == "cannot do the upscale edit"
+    narrowed = ADAPTER_CLASSES["openai"](adapter_config("openai", "http://127.0.0.1:9", "k", "K",
+                                                        options={"edit_ops": ["instruct"]}), http)
+    assert {op for op in EditOp if narrowed.supports(edit(op), "gpt-image-1")} == {EditOp.INSTRUCT}
 
 
 async def test_media_hang_is_unavailable(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:

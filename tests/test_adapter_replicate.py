@@ -136,6 +136,31 @@ async def test_image_edit_sends_data_uris(fake: FakeReplicate, http: httpx.Async
     assert result.usage.images == 1
 
 
+async def test_kontext_gets_the_instruction_and_the_picture_as_input_image(http: httpx.AsyncClient) -> None:
+    request = GenerationRequest(Category.IMAGE_EDIT, prompt="make the sky purple", image=b"\x89PNGsrc",
+                                edit_op=EditOp.INSTRUCT)
+    async with FakeReplicate(TOKEN, required_fields=("prompt", "input_image")) as fake:  # Kontext's inputs
+        result = await make_adapter(fake, http).generate(request, "black-forest-labs/flux-kontext-pro", ctx())
+        swap = GenerationRequest(Category.IMAGE_EDIT, prompt="a dog", image=b"\x89PNGsrc",
+                                 edit_op=EditOp.SEARCH_REPLACE, search_prompt="the cat")
+        await make_adapter(fake, http).generate(swap, "black-forest-labs/flux-kontext-pro", ctx())
+    first, second = (c.json["input"] for c in fake.calls if c.method == "POST")
+    assert first == {"prompt": "make the sky purple", "input_image": "data:image/png;base64,iVBOR3NyYw=="}
+    assert second["prompt"] == "Replace the cat with a dog. Keep everything else unchanged."
+    assert fake.calls[0].path == "/v1/models/black-forest-labs/flux-kontext-pro/predictions"
+    assert result.usage.images == 1 and result.media
+
+
+def test_kontext_does_the_instruction_operations_and_other_models_the_fixed_ones(http: httpx.AsyncClient) -> None:
+    adapter = ReplicateAdapter(adapter_config("replicate", "http://127.0.0.1:9", TOKEN, "K"), http)
+
+    def ops(model: str) -> set[EditOp]:
+        return {op for op in EditOp if adapter.supports(GenerationRequest(Category.IMAGE_EDIT, edit_op=op), model)}
+
+    assert ops("black-forest-labs/flux-kontext-max") == {EditOp.INSTRUCT, EditOp.SEARCH_REPLACE, EditOp.INPAINT}
+    assert ops("nightmareai/real-esrgan") == set(EditOp) - {EditOp.INSTRUCT}
+
+
 async def test_data_uri_output_is_decoded(fake: FakeReplicate, http: httpx.AsyncClient) -> None:
     # Replicate may inline small files in a sync answer instead of a URL
     fake.fail_next(201, {"id": "inl", "status": "succeeded", "output": ["data:image/webp;base64,UklGRg=="]})

@@ -39,6 +39,9 @@ def test_default_file_defines_every_provider_route_and_label() -> None:
         assert all(config.providers[name].model_for(category) for name in route)
         assert config.default_label(category) is not None, category
     assert config.labels["Fast chat"].credits == 1 and config.labels["Smart chat"].credits == 5
+    assert [name for name, label in config.labels.items() if label.vision] == ["Smart chat"]
+    assert config.routes[Category.TRANSCRIPTION].providers == ("groq", "openai")
+    assert config.providers["groq"].prices.transcription_per_minute == Decimal("667")
     assert config.routes[Category.IMAGE].strategy == "cheapest"
     assert config.settings.cache_ttl_s == {Category.AUDIO: 3600.0}
     # No key in an empty environment: everything listed, everything disabled, each saying which variable.
@@ -89,6 +92,16 @@ BAD_FILES = [
     ("[providers.openai]\nkind = 'openai'\ntimeout_s = 0\n", "[providers.openai]", "'timeout_s' must be greater"),
     ("[providers.openai]\nkind = 'openai'\nbase_url = 'api.openai.com'\n", "[providers.openai]",
      "must start with http"),
+    (MINIMAL + "[labels.Chat]\ncategory = 'text'\ncredits = 1\nvision = 'yes'\n", "[labels.Chat]",
+     "'vision' must be true or false"),
+    (MINIMAL + "[labels.Pic]\ncategory = 'image'\ncredits = 1\nvision = true\n", "[labels.Pic]",
+     "'vision' is for text labels"),
+    ("[providers.a]\nkind = 'anthropic'\nmodels = { transcription = 'claude' }\n", "[providers.a] models",
+     "kind 'anthropic' cannot serve transcription"),
+    ("[providers.openai]\nkind = 'openai'\noptions = { vision = 1 }\n", "[providers.openai] options",
+     "'vision' must be true or false"),
+    ("[providers.openai]\nkind = 'openai'\noptions = { edit_ops = ['paint'] }\n", "[providers.openai] options",
+     "'edit_ops' must be a list of operation names"),
     (MINIMAL + "[manager]\ncircuit_failures = 0\n", "[manager]", "'circuit_failures' must be a whole number"),
     (MINIMAL + "[manager]\ncool = 1\n", "[manager]", "unknown key 'cool'"),
     (MINIMAL + "[extras]\nx = 1\n", "top level", "unknown key 'extras'"),

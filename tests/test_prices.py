@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -67,3 +67,13 @@ def test_a_reported_usd_cost_or_budget_rounds_half_up_to_the_micro(amount: Decim
 
 def test_half_a_micro_rounds_up_not_to_even() -> None:
     assert usd_to_micros("0.0000005") == 1 and usd_to_micros("0.0000025") == 3
+
+
+@given(usd, durations)
+@example(Decimal("0.006"), 90.0)  # a minute and a half at $0.006 a minute: 9,000 micro-USD
+def test_transcription_costs_each_minute_of_recording_exactly(price: Decimal, seconds: float) -> None:
+    usage = Usage(seconds=seconds)
+    with localcontext() as ctx:
+        ctx.prec = 60
+        want = expected(price * Decimal(repr(seconds)) / 60)
+    assert from_file("transcription_per_minute", price).cost_micros(Category.TRANSCRIPTION, usage) == want

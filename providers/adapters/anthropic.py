@@ -7,6 +7,7 @@ starts with the user, so the history is normalised before sending. A stream cut 
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from loguru import logger
 from providers.adapters.sse import is_event_stream, iter_sse, open_stream, whole
 from providers.base import Adapter, CallContext, error_text
 from providers.errors import ErrorKind, ProviderError, kind_from_status, parse_retry_after, refine_kind
-from providers.types import AdapterResult, Category, ChatMessage, GenerationRequest, StreamChunk, Usage
+from providers.types import AdapterResult, Category, ChatMessage, GenerationRequest, ImagePart, StreamChunk, Usage
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
@@ -38,26 +39,43 @@ _TYPE_KINDS = {
 }
 
 
-def alternate(messages: tuple[ChatMessage, ...]) -> tuple[list[dict[str, str]], list[str]]:
-    """Anthropic's turns: user first, roles alternating (same-role neighbours merged), no empty text.
+def alternate(messages: tuple[ChatMessage, ...]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Anthropic's turns: user first, roles alternating (same-role neighbours merged), no empty turn.
 
     Returns the turns and any system texts found in the history (they go to the top-level `system`).
-    Leading assistant turns are dropped: a trimmed history may start mid-conversation.
+    Leading assistant turns are dropped: a trimmed history may start mid-conversation. A turn stays plain
+    text unless it shows images: then its content is blocks, each image an `image` block with a base64
+    `source`, before the text (the order Anthropic recommends).
     """
-    turns: list[dict[str, str]] = []
+    turns: list[tuple[str, list[str], list[dict[str, Any]]]] = []  # role, texts, image blocks
     systems: list[str] = []
     for message in messages:
         if message.role == "system":
             systems.append(message.content)
             continue
         role = "assistant" if message.role == "assistant" else "user"
-        if not message.content.strip() or (not turns and role == "assistant"):
+        images = [_image_block(i) for i in message.images if i.data] if role == "user" else []
+        texts = [message.content] if message.content.strip() else []
+        if not (texts or images) or (not turns and role == "assistant"):
             continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += "\n\n" + message.content
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(texts)
+            turns[-1][2].extend(images)
         else:
-            turns.append({"role": role, "content": message.content})
-    return turns, systems
+            turns.append((role, texts, images))
+    return [{"role": role, "content": _turn_content(texts, images)} for role, texts, images in turns], systems
+
+
+def _turn_content(texts: list[str], images: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    text = "\n\n".join(texts)
+    if not images:
+        return text
+    return [*images, *([{"type": "text", "text": text}] if text else [])]
+
+
+def _image_block(image: ImagePart) -> dict[str, Any]:
+    data = base64.b64encode(image.data).decode("ascii")
+    return {"type": "image", "source": {"type": "base64", "media_type": image.mime, "data": data}}
 
 
 @dataclass(slots=True)
@@ -73,6 +91,7 @@ class AnthropicAdapter(Adapter):
     kind = "anthropic"
     categories = frozenset({Category.TEXT})
     streams_text = True
+    vision = True  # `image` blocks with a base64 `source`
 
     async def generate(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
         if request.category is not Category.TEXT:

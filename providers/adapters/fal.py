@@ -9,6 +9,10 @@ id stays readable in the request log.
 
 Provider options: `input` (fixed inputs merged into every call), `image_field` (input name of the
 source image for image_edit; default "image_url").
+
+Edits: a FLUX Kontext model (`fal-ai/flux-pro/kontext`, ...) follows instructions: it gets the edit as one
+instruction (providers.adapters.instructions) and the picture as `image_url`, and does the instruction
+operations only; any other model gets the prompt as written and is assumed to do every fixed operation.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from urllib.parse import quote
 import httpx
 from loguru import logger
 
+from providers.adapters.instructions import INSTRUCTION_OPS, instruction, is_kontext
 from providers.adapters.polling import data_uri, media_from_url, poll_until, same_origin, tagged_with_job
-from providers.base import Adapter, CallContext, error_json, error_text
+from providers.base import FIXED_EDIT_OPS, Adapter, CallContext, error_json, error_text
 from providers.errors import (
     ErrorKind,
     ProviderError,
@@ -31,7 +36,7 @@ from providers.errors import (
     refine_kind,
     wait_from_words,
 )
-from providers.types import AdapterResult, Category, GenerationRequest, Usage
+from providers.types import AdapterResult, Category, EditOp, GenerationRequest, Usage
 
 _POLICY = re.compile(r"content[_ ]policy|nsfw|safety|moderation|flagged", re.I)
 _RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
@@ -50,9 +55,12 @@ class FalAdapter(Adapter):
     kind = "fal"
     categories = frozenset({Category.IMAGE, Category.IMAGE_EDIT, Category.VIDEO})
 
+    def default_edit_ops(self, model: str) -> frozenset[EditOp]:
+        return INSTRUCTION_OPS if is_kontext(model) else FIXED_EDIT_OPS
+
     async def generate(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
         app = self._app_id(model)
-        response = await self.send("POST", self.url(_quoted_path(model)), ctx, json=self._input(request),
+        response = await self.send("POST", self.url(_quoted_path(model)), ctx, json=self._input(request, model),
                                    headers=self._headers())
         body = self.json_body(response)
         request_id = body.get("request_id") if isinstance(body, dict) else None
@@ -103,10 +111,11 @@ class FalAdapter(Adapter):
             raise self.fail(ErrorKind.AUTH, "no API key configured")
         return {**self.config.headers, "Authorization": f"Key {self.config.api_key}"}
 
-    def _input(self, request: GenerationRequest) -> dict[str, Any]:
+    def _input(self, request: GenerationRequest, model: str) -> dict[str, Any]:
         fixed = self.config.options.get("input")
         inputs: dict[str, Any] = dict(fixed) if isinstance(fixed, dict) else {}
-        inputs["prompt"] = request.prompt
+        edit = request.category is Category.IMAGE_EDIT
+        inputs["prompt"] = instruction(request) if edit and is_kontext(model) else request.prompt
         if request.category is Category.IMAGE_EDIT and request.image is not None:
             field = str(self.config.options.get("image_field", "image_url"))
             inputs[field] = data_uri(request.image, request.image_mime)  # fal accepts data URIs as URLs

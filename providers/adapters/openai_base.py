@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 import httpx
 
 from providers.adapters.openai_errors import ErrorInfo, classify, classify_payload
-from providers.base import Adapter, error_text
+from providers.base import TRANSCRIBABLE, Adapter, error_text
 from providers.errors import ErrorKind, ProviderError
 from providers.kinds import KINDS, OpenAIDialect
+from providers.types import Category
 
 
 class OpenAIBase(Adapter):
@@ -31,6 +32,8 @@ class OpenAIBase(Adapter):
             cls.dialect = info.openai_dialect
             cls.default_base_url = info.base_url
             cls.extra_headers = info.headers
+            cls.vision = info.vision
+            cls.audio_formats = TRANSCRIBABLE if Category.TRANSCRIPTION in info.categories else frozenset()
 
     def url(self, path: str) -> str:
         base = self.config.base_url or self.default_base_url

@@ -1,5 +1,8 @@
 """OpenAI-compatible chat (plain and streamed) for every OpenAI-style service (providers-wire.md 1-2).
 
+A user turn with images is sent as content parts: its text as a `text` part, each image as an `image_url`
+part holding a data URI (`data:image/jpeg;base64,...`); every other turn keeps plain string content.
+
 One class serves them all; a kind only changes the default base URL, the categories offered, the
 error-body dialect and a few headers, all from the one table in `providers.kinds`. `ADAPTER_CLASSES` maps
 each OpenAI-compatible kind to its class (a subclass that only names its kind).
@@ -11,6 +14,7 @@ yields a last chunk with `usage=None` (the manager may estimate then).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -25,9 +29,10 @@ from providers.base import CallContext
 from providers.config import usd_to_micros
 from providers.errors import ErrorKind
 from providers.kinds import KINDS
-from providers.types import AdapterResult, Category, GenerationRequest, StreamChunk, Usage
+from providers.types import AdapterResult, Category, ChatMessage, GenerationRequest, StreamChunk, Usage
 
 _TEXT, _IMAGE, _EDIT, _AUDIO = Category.TEXT, Category.IMAGE, Category.IMAGE_EDIT, Category.AUDIO
+_TRANSCRIPTION = Category.TRANSCRIPTION
 
 
 @dataclass(slots=True)
@@ -52,6 +57,8 @@ class OpenAICompatAdapter(OpenAIMedia):
             return await self.edit_image(request, model, ctx)
         if request.category is _AUDIO:
             return await self.speech(request, model, ctx)
+        if request.category is _TRANSCRIPTION:
+            return await self.transcription(request, model, ctx)
         response = await self.send("POST", self.url("chat/completions"), ctx,
                                    json=self.chat_body(request, model, stream=False), headers=self.headers())
         return self.chat_result(response, model)
@@ -80,8 +87,8 @@ class OpenAICompatAdapter(OpenAIMedia):
     # --- request and response ----------------------------------------------------------------
 
     def chat_body(self, request: GenerationRequest, model: str, *, stream: bool) -> dict[str, Any]:
-        messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages += [{"role": m.role, "content": m.content} for m in request.chat_messages()]
+        messages: list[dict[str, Any]] = [{"role": "system", "content": request.system}] if request.system else []
+        messages += [{"role": m.role, "content": _content(m)} for m in request.chat_messages()]
         body: dict[str, Any] = {"model": model, "messages": messages}
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
@@ -153,6 +160,18 @@ class OpenAICompatAdapter(OpenAIMedia):
         if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost >= 0:
             cost_micros = usd_to_micros(cost)
         return Usage(input_tokens=counts[0], output_tokens=counts[1]), cost_micros
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """Plain text, or content parts when the turn shows images (those not fetched are left out)."""
+    images = [i for i in message.images if i.data]
+    if not images:
+        return message.content
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    for image in images:
+        uri = f"data:{image.mime};base64,{base64.b64encode(image.data).decode('ascii')}"
+        parts.append({"type": "image_url", "image_url": {"url": uri}})
+    return parts
 
 
 def _model_of(payload: Mapping[str, Any], fallback: str) -> str:

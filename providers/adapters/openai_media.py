@@ -1,6 +1,10 @@
 """The OpenAI-style media endpoints: images generations and edits, speech, transcription
 (providers-wire.md 1). The plumbing is `OpenAIBase` (openai_base); `OpenAICompatAdapter` (openai_compat)
 adds chat on top of this class.
+
+Edits go to `images/edits` as one instruction (providers.adapters.instructions): a GPT-image model follows
+any instruction, swaps, masked repaints, and removes a background (asking for a transparent one); DALL-E 2
+only repaints (its edits are masked inpainting).
 """
 
 from __future__ import annotations
@@ -12,13 +16,22 @@ from typing import Any
 
 import httpx
 
+from providers.adapters.instructions import INSTRUCTION_OPS, instruction
 from providers.adapters.openai_base import OpenAIBase
 from providers.base import CallContext
 from providers.errors import ErrorKind
-from providers.types import AdapterResult, GenerationRequest, Media, Usage
+from providers.types import AdapterResult, EditOp, GenerationRequest, Media, Usage
 
 # Only DALL-E models take `response_format`; GPT-image models reject it and always answer b64_json.
 _RESPONSE_FORMAT_MODELS = ("dall-e-2", "dall-e-3")
+_GPT_IMAGE = "gpt-image"
+# The file name's extension is how these endpoints tell the format: a MIME type -> the extension they accept.
+_AUDIO_EXTENSIONS = {
+    "audio/ogg": "ogg", "audio/opus": "ogg", "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/mp4": "m4a",
+    "audio/m4a": "m4a", "audio/x-m4a": "m4a", "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav",
+    "audio/webm": "webm", "audio/flac": "flac", "audio/x-flac": "flac", "video/mp4": "mp4", "video/webm": "webm",
+    "video/mpeg": "mpeg",
+}
 
 
 def sniff_image_mime(data: bytes) -> str:
@@ -31,6 +44,11 @@ def sniff_image_mime(data: bytes) -> str:
 
 class OpenAIMedia(OpenAIBase):
     """Images (generations, edits), speech and transcription, for every OpenAI-style service."""
+
+    def default_edit_ops(self, model: str) -> frozenset[EditOp]:
+        if model.startswith(_GPT_IMAGE):
+            return INSTRUCTION_OPS | {EditOp.REMOVE_BACKGROUND}
+        return frozenset({EditOp.INPAINT})
 
     # --- images ------------------------------------------------------------------------------
 
@@ -51,9 +69,11 @@ class OpenAIMedia(OpenAIBase):
         files: dict[str, tuple[str, bytes, str]] = {"image": (f"image{ext}", request.image, request.image_mime)}
         if request.mask:
             files["mask"] = ("mask.png", request.mask, "image/png")
-        data = {"model": model, "prompt": request.prompt}
+        data = {"model": model, "prompt": instruction(request)}
         if request.options.get("size"):
             data["size"] = str(request.options["size"])
+        if request.edit_op is EditOp.REMOVE_BACKGROUND and model.startswith(_GPT_IMAGE):
+            data["background"] = "transparent"
         response = await self.send("POST", self.url("images/edits"), ctx, data=data, files=files,
                                    headers=self.headers())
         return self.images_result(response, model)
@@ -96,12 +116,19 @@ class OpenAIMedia(OpenAIBase):
         return AdapterResult(model=model, media=(Media(mime="audio/mpeg", data=audio),),
                              usage=Usage(characters=len(text)))
 
-    async def transcribe(self, audio: bytes, filename: str, model: str, ctx: CallContext) -> str:
-        """Speech to text (not a Category yet): multipart `file` + `model` -> {"text"}."""
-        mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        response = await self.send("POST", self.url("audio/transcriptions"), ctx, data={"model": model},
-                                   files={"file": (filename, audio, mime)}, headers=self.headers())
+    async def transcription(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
+        """Speech to text: multipart `file` + `model` (+ `language`) -> {"text"}; priced by the recording's
+        length, which the caller knows (`audio_seconds`): the default answer does not say it."""
+        if not request.audio:
+            raise self.fail(ErrorKind.BAD_REQUEST, "a transcription needs the audio")
+        mime = request.audio_mime.split(";")[0].strip().lower()
+        filename = f"audio.{_AUDIO_EXTENSIONS.get(mime, 'ogg')}"
+        data = {"model": model, "response_format": "json"}
+        if request.options.get("language"):
+            data["language"] = str(request.options["language"])
+        response = await self.send("POST", self.url("audio/transcriptions"), ctx, data=data,
+                                   files={"file": (filename, request.audio, mime)}, headers=self.headers())
         text = self.json_object(response).get("text")
         if not isinstance(text, str):
             raise self.invalid("transcription has no text")
-        return text
+        return AdapterResult(model=model, text=text, usage=Usage(seconds=request.audio_seconds))

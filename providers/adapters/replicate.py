@@ -6,7 +6,11 @@ The job id is the prediction id; `resume` polls GET /predictions/{id} and never 
 
 Provider options (providers file): `prefer_wait_s` (seconds the create call may be held; 0 = never),
 `cancel_after` (sent as `Cancel-After`, e.g. "5m"), `input` (fixed inputs merged into every call),
-`image_field` (input name of the source image for image_edit; default "image").
+`image_field` (input name of the source image for image_edit; default "image", "input_image" for Kontext).
+
+Edits: a FLUX Kontext model (its name says "kontext") follows instructions: it gets the edit as one
+instruction (providers.adapters.instructions) and the picture as `input_image`, and does the instruction
+operations only; any other model gets the prompt as written and is assumed to do every fixed operation.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from urllib.parse import quote
 import httpx
 from loguru import logger
 
+from providers.adapters.instructions import INSTRUCTION_OPS, instruction, is_kontext
 from providers.adapters.polling import data_uri, media_from_url, poll_until, same_origin, tagged_with_job
-from providers.base import Adapter, CallContext, error_json, error_text
+from providers.base import FIXED_EDIT_OPS, Adapter, CallContext, error_json, error_text
 from providers.errors import (
     ErrorKind,
     ProviderError,
@@ -28,7 +33,7 @@ from providers.errors import (
     refine_kind,
     wait_from_words,
 )
-from providers.types import AdapterResult, Category, GenerationRequest, Media, Usage
+from providers.types import AdapterResult, Category, EditOp, GenerationRequest, Media, Usage
 
 _VERSION = re.compile(r"^[0-9a-f]{64}$")
 _POLICY = re.compile(r"nsfw|safety|sensitive|content[ _]policy|flagged", re.I)
@@ -43,6 +48,9 @@ _MAX_WAIT_S = 60  # the most `Prefer: wait` accepts
 class ReplicateAdapter(Adapter):
     kind = "replicate"
     categories = frozenset({Category.IMAGE, Category.IMAGE_EDIT, Category.VIDEO, Category.AUDIO, Category.TEXT})
+
+    def default_edit_ops(self, model: str) -> frozenset[EditOp]:
+        return INSTRUCTION_OPS if is_kontext(model) else FIXED_EDIT_OPS
 
     async def generate(self, request: GenerationRequest, model: str, ctx: CallContext) -> AdapterResult:
         url, body = self._create_call(model, request)
@@ -116,7 +124,7 @@ class ReplicateAdapter(Adapter):
         name, _, version = model.partition(":")
         if not version and _VERSION.match(name):
             name, version = "", name
-        inputs = self._input(request)
+        inputs = self._input(request, model)
         if version:
             return self.url("predictions"), {"version": version, "input": inputs}
         if name.count("/") != 1:
@@ -125,7 +133,7 @@ class ReplicateAdapter(Adapter):
         return self.url(f"models/{quote(owner, safe='')}/{quote(model_name, safe='')}/predictions"), \
             {"input": inputs}
 
-    def _input(self, request: GenerationRequest) -> dict[str, Any]:
+    def _input(self, request: GenerationRequest, model: str) -> dict[str, Any]:
         fixed = self.config.options.get("input")
         inputs: dict[str, Any] = dict(fixed) if isinstance(fixed, dict) else {}
         category = request.category
@@ -137,11 +145,13 @@ class ReplicateAdapter(Adapter):
                 inputs["max_tokens"] = request.max_tokens
         elif category is Category.AUDIO:
             inputs["text"] = request.prompt  # Replicate's speech models take `text`
+        elif category is Category.IMAGE_EDIT and is_kontext(model):
+            inputs["prompt"] = instruction(request)
         else:
             inputs["prompt"] = request.prompt
         if category is Category.IMAGE_EDIT and request.image is not None:
-            inputs[str(self.config.options.get("image_field", "image"))] = data_uri(request.image,
-                                                                                     request.image_mime)
+            field = self.config.options.get("image_field") or ("input_image" if is_kontext(model) else "image")
+            inputs[str(field)] = data_uri(request.image, request.image_mime)
             if request.mask is not None:
                 inputs["mask"] = data_uri(request.mask, "image/png")
         for key, value in request.options.items():

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
@@ -69,7 +71,8 @@ class FakeAnthropic(FakeServer):
         })
 
     def _usage(self, body: dict[str, Any]) -> dict[str, int]:
-        words = sum(len(str(m["content"]).split()) for m in body["messages"]) + len(str(body.get("system", "")).split())
+        words = sum(len(_text_of(m["content"]).split()) for m in body["messages"])
+        words += len(str(body.get("system", "")).split())
         return {"input_tokens": words + 5, "cache_creation_input_tokens": self.cache_creation_tokens,
                 "cache_read_input_tokens": self.cache_read_tokens, "output_tokens": len(self._pieces())}
 
@@ -134,4 +137,37 @@ def _validate(call: Call) -> str | None:
                    f"\"{message['role']}\" roles in a row"
         if not message.get("content"):
             return f"messages.{i}: all messages must have non-empty content"
+        if isinstance(message["content"], list):
+            for j, block in enumerate(message["content"]):
+                if problem := _block_problem(block, message["role"]):
+                    return f"messages.{i}.content.{j}: {problem}"
     return None
+
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _block_problem(block: Any, role: str) -> str | None:
+    """What the real API refuses in a content block: an unknown type, an image outside a user turn, an
+    image source that is not base64 of an accepted media type."""
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind == "text":
+        return None if isinstance(block.get("text"), str) and block["text"] else "text: Field required"
+    if kind != "image":
+        return f"Input tag {kind!r} found using 'type' does not match any of the expected tags"
+    if role != "user":
+        return "image blocks are only allowed in user messages"
+    source = block.get("source") or {}
+    if source.get("type") != "base64" or source.get("media_type") not in IMAGE_TYPES:
+        return f"image.source.media_type: Input should be {', '.join(IMAGE_TYPES)}"
+    try:
+        base64.b64decode(str(source.get("data", "")), validate=True)
+    except (binascii.Error, ValueError):
+        return "image.source.base64.data: invalid base64 data"
+    return None
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return str(content)

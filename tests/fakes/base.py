@@ -29,6 +29,7 @@ class Call:
     body: bytes
     json: Any = None
     form: dict[str, Any] = field(default_factory=dict)  # multipart/form-data fields (bytes for files)
+    filenames: dict[str, str] = field(default_factory=dict)  # multipart file field -> the file name sent
 
 
 @dataclass
@@ -101,7 +102,7 @@ class FakeServer:
             except ValueError:
                 call.json = None
         elif "multipart/form-data" in ctype:
-            call.form = await _parse_multipart(request, body)
+            call.form, call.filenames = await _parse_multipart(request, body)
         self.calls.append(call)
         return call
 
@@ -128,7 +129,7 @@ def respond(status: int, body: Any, headers: dict[str, str] | None = None) -> we
     return web.json_response(body, status=status, headers=headers)
 
 
-async def _parse_multipart(request: web.Request, body: bytes) -> dict[str, Any]:
+async def _parse_multipart(request: web.Request, body: bytes) -> tuple[dict[str, Any], dict[str, str]]:
     from aiohttp import BodyPartReader, MultipartReader
     from aiohttp.streams import StreamReader
 
@@ -138,6 +139,7 @@ async def _parse_multipart(request: web.Request, body: bytes) -> dict[str, Any]:
     stream.feed_eof()
     reader = MultipartReader(request.headers, stream)
     fields: dict[str, Any] = {}
+    filenames: dict[str, str] = {}
     while True:
         part = await reader.next()
         if part is None:
@@ -146,4 +148,6 @@ async def _parse_multipart(request: web.Request, body: bytes) -> dict[str, Any]:
         data = await part.read(decode=False)
         name = part.name or ""
         fields[name] = bytes(data) if part.filename else bytes(data).decode("utf-8", "replace")
-    return fields
+        if part.filename:
+            filenames[name] = part.filename
+    return fields, filenames

@@ -108,6 +108,7 @@ class FakeOpenAI(FakeServer):
         self.speech_bytes = MP3_BYTES
         self.speech_content_type = "audio/mpeg"
         self.transcript = "hello from the audio"
+        self.edit_models = ("gpt-image-1", "dall-e-2")  # what images/edits accepts
 
     async def __aenter__(self) -> FakeOpenAI:  # the concrete type, for the tests' type checker
         await self.start()
@@ -142,6 +143,8 @@ class FakeOpenAI(FakeServer):
         if not isinstance(body, dict) or not body.get("model") or not isinstance(body.get("messages"), list) \
                 or not body["messages"]:
             return respond(*bad_request(self.dialect, "'messages' is a required property"))
+        if problem := _content_problem(body["messages"]):
+            return respond(*bad_request(self.dialect, problem))
         pieces = self._pieces()
         usage = self._usage(body["messages"], len(pieces))
         if body.get("stream"):
@@ -160,7 +163,7 @@ class FakeOpenAI(FakeServer):
         return [w if i == 0 else " " + w for i, w in enumerate(words)] if self.reply_text else []
 
     def _usage(self, messages: list[Any], completion_tokens: int) -> dict[str, Any]:
-        prompt = sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict)) + 3
+        prompt = sum(len(_text_of(m.get("content", "")).split()) for m in messages if isinstance(m, dict)) + 3
         usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
                                  "total_tokens": prompt + completion_tokens}
         if self.cost_usd is not None:
@@ -234,6 +237,11 @@ class FakeOpenAI(FakeServer):
         form = call.form
         if not isinstance(form.get("image"), bytes) or not form.get("prompt"):
             return respond(*bad_request(self.dialect, "'image' and 'prompt' are required"))
+        if form.get("model") and form["model"] not in self.edit_models:
+            return respond(*bad_request(self.dialect, f"Invalid value: '{form['model']}'. Value must be one of "
+                                                      f"{', '.join(self.edit_models)}."))
+        if form.get("background") and form.get("background") not in ("transparent", "opaque", "auto"):
+            return respond(*bad_request(self.dialect, "Invalid value for 'background'."))
         items = self._image_items(str(form.get("model") or "dall-e-2"), None)
         return web.json_response({"created": 1762000000, "data": items})
 
@@ -260,4 +268,45 @@ class FakeOpenAI(FakeServer):
             return early
         if not isinstance(call.form.get("file"), bytes) or not call.form.get("model"):
             return respond(*bad_request(self.dialect, "'file' and 'model' are required"))
+        extension = call.filenames.get("file", "").rpartition(".")[2].lower()
+        if extension not in TRANSCRIBABLE_EXTENSIONS:  # the real API goes by the file name's extension
+            return respond(*bad_request(self.dialect, "Invalid file format. Supported formats: "
+                                                      f"{sorted(TRANSCRIBABLE_EXTENSIONS)}"))
         return web.json_response({"text": self.transcript})
+
+
+TRANSCRIBABLE_EXTENSIONS = frozenset({"flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm"})
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def _content_problem(messages: list[Any]) -> str | None:
+    """What the real API says of content parts it cannot take: only user turns show images, each an
+    `image_url` whose `url` is an https URL or a base64 data URI of an image."""
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            if kind != "image_url" or message.get("role") != "user":
+                return f"Invalid content part at messages[{i}].content[{j}]"
+            url = (part.get("image_url") or {}).get("url", "")
+            head, _, data = str(url).partition(",")
+            if not (url.startswith("https://") or (head.startswith("data:image/") and head.endswith(";base64")
+                                                   and _is_base64(data))):
+                return f"Invalid image URL at messages[{i}].content[{j}].image_url.url"
+    return None
+
+
+def _is_base64(data: str) -> bool:
+    try:
+        return bool(base64.b64decode(data, validate=True))
+    except ValueError:
+        return False
