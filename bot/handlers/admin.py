@@ -1,5 +1,6 @@
 """Admin commands: /providers, /grant, /user, /digest, /export here; /stats, /cost, /recommended in
-`admin_stats` (included below). Only `ADMIN_IDS`, only in a private chat with the bot.
+`admin_stats`, /refund and /payments in `admin_payments` (both included below). Only `ADMIN_IDS`, only
+in a private chat with the bot.
 
 Anyone else who sends one of these commands gets one flat refusal, the same for every command and every
 argument, that holds no figure (tests check that nothing leaks). It is answered here rather than left to
@@ -17,18 +18,21 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.filters import IsAdmin
-from bot.handlers import admin_stats
+from bot.handlers import admin_payments, admin_stats
 from bot.handlers.admin_stats import answer_blocks, read_scope, usage
 from bot.i18n import Translate, language_for
 from bot.services.digest import send_digest
-from bot.services.export import export_csv, fit_for_telegram
+from bot.services.export import export_csv, export_payments_csv, fit_for_telegram
 from bot.services.reports import esc, period_text, providers_blocks, user_card, user_name
+from bot.services.revenue import revenue_text
 from bot.settings import Settings
-from db.repo.stats import user_usage
+from db.repo.revenue import revenue
+from db.repo.stats import request_totals, user_usage
 from db.repo.users import get_user, grant_credits
 from providers.manager import ProviderManager
 
-ADMIN_COMMANDS = ("stats", "providers", "cost", "recommended", "grant", "user", "digest", "export")
+ADMIN_COMMANDS = ("stats", "providers", "cost", "recommended", "grant", "user", "digest", "export", "refund",
+                  "payments")
 MAX_GRANT = 1_000_000  # one typo must not mint a fortune
 
 
@@ -119,21 +123,30 @@ async def cmd_export(message: Message, command: CommandObject, t: Translate, ses
         return
     data, rows = await export_csv(session, scope.period)
     period = period_text(scope.period, t, settings.tz)
+    local_start = scope.period.start.astimezone(settings.tz).date().isoformat()
     if rows == 0:
         await message.answer(t("admin.export.empty", period=period), parse_mode=ParseMode.HTML)
-        return
-    local_start = scope.period.start.astimezone(settings.tz).date().isoformat()
-    payload, filename = fit_for_telegram(data, f"requests-{scope.period.name}-{local_start}.csv")
-    await message.answer_document(BufferedInputFile(payload, filename=filename),
-                                  caption=t("admin.export.caption", period=period, rows=rows),
-                                  parse_mode=ParseMode.HTML)
+    else:
+        payload, filename = fit_for_telegram(data, f"requests-{scope.period.name}-{local_start}.csv")
+        await message.answer_document(BufferedInputFile(payload, filename=filename),
+                                      caption=t("admin.export.caption", period=period, rows=rows),
+                                      parse_mode=ParseMode.HTML)
+    data, rows = await export_payments_csv(session, scope.period, settings.stars_usd_rate)
+    if rows:  # beside the requests: what users paid, with the period's revenue and margin
+        paid = await revenue(session, scope.period)
+        cost = (await request_totals(session, scope.period)).cost_micros
+        caption = t("admin.export.payments_caption", period=period, rows=rows,
+                    revenue=revenue_text(paid, cost, settings.stars_usd_rate, t))
+        document = BufferedInputFile(data, filename=f"payments-{scope.period.name}-{local_start}.csv")
+        await message.answer_document(document, caption=caption, parse_mode=ParseMode.HTML)
 
 
 def router() -> Router:
     """A fresh router for one Dispatcher: the refusal first, so a non-admin never reaches a command;
-    the `admin_stats` commands as its sub-router."""
+    the `admin_stats` and `admin_payments` commands as its sub-routers."""
     built = Router(name=__name__)
     built.include_router(admin_stats.router())
+    built.include_router(admin_payments.router())
     built.message.register(refuse, Command(*ADMIN_COMMANDS), ~IsAdmin())
     built.message.register(cmd_providers, Command("providers"), IsAdmin())
     built.message.register(cmd_grant, Command("grant"), IsAdmin())

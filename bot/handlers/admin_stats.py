@@ -1,4 +1,5 @@
 """Admin figures: /stats [category] [period], /cost <category> [period], /recommended <category> [period].
+/stats of every category also shows the period's revenue in Stars, its USD value and the margin.
 
 Handlers are thin: parse and validate the arguments, read the stats repository, format with
 `bot.services.reports`. Every handler here is guarded by `IsAdmin` (private chats only); anyone else is
@@ -20,8 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.filters import IsAdmin
 from bot.i18n import Translate
 from bot.services.reports import cost_blocks, esc, period_text, recommended_blocks, split_blocks, stats_blocks
+from bot.services.revenue import revenue_text
 from bot.settings import Settings
 from db.periods import PERIOD_NAMES, Period, period_named
+from db.repo.revenue import revenue
 from db.repo.stats import cost_comparison, provider_stats, request_totals
 from db.repo.stats_types import pick_recommended
 from providers.types import Category
@@ -98,7 +101,12 @@ async def cmd_stats(message: Message, command: CommandObject, t: Translate, sess
     totals = await request_totals(session, scope.period, scope.category)
     heading = t("admin.stats.title", period=period_text(scope.period, t, settings.tz),
                 category=f" · {esc(scope.category)}" if scope.category else "")
-    await answer_blocks(message, stats_blocks(stats, totals, heading, t))
+    blocks = stats_blocks(stats, totals, heading, t)
+    if scope.category is None:  # revenue is not per category: shown beside the spend of them all
+        paid = await revenue(session, scope.period)
+        if paid.any or settings.credit_packs:
+            blocks.append(revenue_text(paid, sum(s.cost_micros for s in stats), settings.stars_usd_rate, t))
+    await answer_blocks(message, blocks)
 
 
 async def cmd_cost(message: Message, command: CommandObject, t: Translate, session: AsyncSession,

@@ -1,4 +1,5 @@
-"""The daily digest: yesterday's figures from the same stats queries as /stats, with a chart, to every admin.
+"""The daily digest: yesterday's figures from the same stats queries as /stats, with a chart, to every admin;
+the revenue in Stars beside the spend, with the margin, when credits are sold.
 
 Figures are read once; the text and the chart are rendered once per language the admins speak. The chart
 is drawn in a worker thread (matplotlib is CPU-bound). Each admin is sent to on their own: one who blocked
@@ -39,11 +40,13 @@ from bot.services.reports import (
     usd,
     user_name,
 )
+from bot.services.revenue import revenue_text
 from bot.services.telegram_retry import with_retry
 from bot.services.textfmt import u16len
 from bot.settings import Settings
 from bot.shared.once import Claims
 from db.periods import Period, period_named
+from db.repo.revenue import Revenue, revenue
 from db.repo.stats import digest, provider_stats
 from db.repo.stats_types import Digest, ProviderStats
 from providers.manager import ProviderManager
@@ -58,6 +61,7 @@ class DigestData:
     digest: Digest
     per_category: dict[str, list[ProviderStats]]  # every provider that was tried, failures included
     attention: list[tuple[str, str, datetime | None]]  # (provider, why, until) parked or disabled now
+    revenue: Revenue  # Stars paid and refunded in the period
 
 
 async def load_digest(session: AsyncSession, period: Period, manager: ProviderManager) -> DigestData:
@@ -66,7 +70,8 @@ async def load_digest(session: AsyncSession, period: Period, manager: ProviderMa
     # also show a provider that only failed, so each category is read in full.
     per_category = {cat: await provider_stats(session, period, cat)
                     for cat in sorted({*found.by_category, *found.totals_by_category})}
-    return DigestData(found, {c: s for c, s in per_category.items() if s}, _attention(manager))
+    return DigestData(found, {c: s for c, s in per_category.items() if s}, _attention(manager),
+                      await revenue(session, period))
 
 
 def _attention(manager: ProviderManager) -> list[tuple[str, str, datetime | None]]:
@@ -89,6 +94,8 @@ def digest_blocks(data: DigestData, t: Translate, settings: Settings) -> list[st
               t("admin.digest.totals", requests=totals.requests, served=totals.served, failed=totals.failed,
                 canceled=totals.canceled, refused=totals.refused, spend=usd(totals.cost_micros)) + "\n" +
               t("admin.digest.fallback", rate=pct(totals.fallback_rate if totals.served else None))]
+    if data.revenue.any or settings.credit_packs:
+        blocks[0] += "\n" + revenue_text(data.revenue, totals.cost_micros, settings.stars_usd_rate, t)
     if not d.providers:
         return [*blocks, t("admin.no_data")]
     blocks.append(t("admin.digest.by_provider") + "\n" + pre_table(

@@ -1,4 +1,5 @@
-"""The request log of a period as CSV bytes, written row by row from `db.repo.stats.export_rows`.
+"""The request log of a period as CSV bytes, written row by row from `db.repo.stats.export_rows`; the
+purchases and refunds of the period likewise (`db.repo.revenue.export_payment_rows`), with their USD value.
 
 UTF-8 with a byte-order mark, so spreadsheet programs show non-Latin prompts correctly. Text cells that
 start like a formula (=, +, -, @) are prefixed with an apostrophe: prompts are user input, and a
@@ -18,7 +19,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.services.revenue import stars_micros
 from db.periods import Period
+from db.repo.revenue import export_payment_rows
 from db.repo.stats import export_rows
 
 # Telegram bots may upload documents up to 50 MB; past this the CSV is sent gzip-compressed.
@@ -62,6 +65,15 @@ async def export_csv(session: AsyncSession, period: Period) -> tuple[bytes, int]
     counted = _Counted(export_rows(session, period))
     data = await csv_bytes(counted, columns=None)
     return data, counted.count
+
+
+async def export_payments_csv(session: AsyncSession, period: Period, rate: Decimal) -> tuple[bytes, int]:
+    """Purchases (positive) and refunds (negative) of `period` as CSV, and how many rows it holds."""
+    rows = []
+    async for row in export_payment_rows(session, period):
+        usd = (Decimal(stars_micros(row["stars"], rate)) / 1_000_000).quantize(Decimal("0.000001"))
+        rows.append({**row, "usd": usd})  # a Decimal: a refund's minus is a number, not a formula
+    return await csv_bytes(rows, columns=None), len(rows)
 
 
 class _Counted:

@@ -12,10 +12,10 @@ from bot.i18n import Translate
 from bot.services.invoices import InvoiceSigner
 from bot.settings import CreditPack
 from tests.bot.core_harness import CoreHarness
-from tests.fakes.telegram_payments import Checkout, Invoice
+from tests.bot.stars_support import PACKS, buy, checkout, ledger, purchase
+from tests.fakes.telegram_payments import Checkout
 
 USER, OTHER = 2002, 2003
-PACKS = "100:50,550:250"
 EN = Translate("en")
 
 
@@ -23,27 +23,6 @@ EN = Translate("en")
 async def h(tmp_path: Path) -> AsyncIterator[CoreHarness]:
     async with CoreHarness.start(tmp_path, credit_packs=PACKS) as harness:
         yield harness
-
-
-async def buy(h: CoreHarness, user: int, button: int = 0) -> Invoice:
-    """/buy, then the pack's button: the invoice the bot sent."""
-    await h.say(user, "/buy")
-    menu = h.tg.messages(user)[-1]
-    assert menu.reply_markup is not None
-    pressed = menu.reply_markup["inline_keyboard"][button][0]
-    await h.feed(h.tg.push_callback(user, menu.message_id, pressed["callback_data"]))
-    return h.tg.stars.invoices[-1]
-
-
-async def checkout(h: CoreHarness, paying: Checkout) -> Checkout:
-    await h.feed(paying.update_id)
-    assert paying.answer is not None, "every pre-checkout query is answered"
-    return paying
-
-
-def ledger(h: CoreHarness, user: int) -> list[tuple[int, str]]:
-    return [(r["delta"], r["reason"]) for r in
-            h.rows("SELECT delta, reason FROM credit_ledger WHERE user_id = ? ORDER BY id", user)]
 
 
 async def test_buy_shows_the_packs_and_a_button_sends_an_invoice_in_stars(h: CoreHarness) -> None:
@@ -145,15 +124,12 @@ async def test_buy_without_packs_says_so_and_help_and_balance_point_to_it(tmp_pa
 
 
 async def test_paysupport_explains_lists_payments_and_passes_a_message_to_the_admins(h: CoreHarness) -> None:
-    invoice = await buy(h, USER)
-    paying = await checkout(h, h.tg.stars.pay(USER, invoice))
-    assert paying.charge is not None
-    await h.feed(paying.charge.update_ids[0])
+    charge = await purchase(h, USER)
     await h.say(USER, "/paysupport")
     shown = h.tg.last_text(USER) or ""
-    assert "Help with a payment" in shown and paying.charge.charge_id in shown
+    assert "Help with a payment" in shown and charge.charge_id in shown
     await h.say(USER, "/paysupport I paid & <b>got</b> nothing?")
     assert h.tg.last_text(USER) == EN("paysupport.sent")
     to_admin = h.tg.last_text(1001) or ""
     assert "I paid & <b>got</b> nothing?" in to_admin and str(USER) in to_admin
-    assert paying.charge.charge_id in to_admin
+    assert charge.charge_id in to_admin

@@ -6,7 +6,8 @@ paying user makes Telegram send (`FakeTelegram.stars`):
                                                        # then Telegram sends the successful_payment message
     checkout.answer, checkout.charge                   # the bot's answer; the charge it led to
     fake.stars.checkout(user_id, payload, 50)          # a pre-checkout of any payload (a forged one)
-    fake.stars.deliver_payment(charge)                 # that payment's message once more, as a new update
+    fake.stars.deliver_payment(charge_id)              # that payment's message once more, as a new update
+    fake.stars.refund_outside(charge_id)               # refunded without the bot: a refunded_payment update
 
 As on Telegram: an invoice in Stars (XTR) has an empty provider token and exactly one price; a
 pre-checkout query is answered once, ok or with an error message; a charge is refunded once.
@@ -56,6 +57,7 @@ class Charge:
     amount: int
     update_ids: list[int] = field(default_factory=list)  # the successful_payment updates carrying it
     refunded: bool = False
+    refund_update_id: int | None = None  # the refunded_payment message's update, when sent
 
 
 class StarPayments:
@@ -105,12 +107,18 @@ class StarPayments:
         self.deliver_payment(charge_id)
         return charge
 
-    def _refunded(self, charge: Charge) -> None:
-        if self.notify_refunds:
-            message = self.fake.new_message(charge.user_id, self.fake.users[charge.user_id], {"refunded_payment": {
-                "currency": "XTR", "total_amount": charge.amount, "invoice_payload": charge.payload,
-                "telegram_payment_charge_id": charge.charge_id}})
-            self.fake.push_update({"message": message})
+    def refund_outside(self, charge_id: str) -> int:
+        """The charge refunded without the bot asking (e.g. by Telegram): the refunded_payment update."""
+        charge = self.charges[charge_id]
+        charge.refunded = True
+        return self._notify_refund(charge)
+
+    def _notify_refund(self, charge: Charge) -> int:
+        message = self.fake.new_message(charge.user_id, self.fake.users[charge.user_id], {"refunded_payment": {
+            "currency": "XTR", "total_amount": charge.amount, "invoice_payload": charge.payload,
+            "telegram_payment_charge_id": charge.charge_id}})
+        charge.refund_update_id = self.fake.push_update({"message": message})
+        return charge.refund_update_id
 
 
 def _stars(fake: FakeTelegram) -> StarPayments:
@@ -170,5 +178,6 @@ async def refund_star_payment(fake: FakeTelegram, p: Params) -> Any:
     if charge.refunded:
         raise bad_request("CHARGE_ALREADY_REFUNDED")
     charge.refunded = True
-    stars._refunded(charge)
+    if stars.notify_refunds:
+        stars._notify_refund(charge)
     return True
