@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any, Literal
@@ -101,6 +102,7 @@ class FakeOpenAI(FakeServer):
         self.stream_cut_after: int | None = None
         self.stream_line_end = "\n"  # "\r\n" to speak CRLF
         self.stream_usage = True  # False: a service that ignores stream_options.include_usage
+        self.stream_pace_s = 0.0  # a pause before each streamed piece: an answer that takes its time
         self.garbage = False
         self.image_format: Literal["url", "b64_json"] = "url"  # for models without response_format
         self.image_b64: str = base64.b64encode(PNG_1X1).decode()
@@ -201,6 +203,8 @@ class FakeOpenAI(FakeServer):
                 assert request.transport is not None
                 request.transport.close()  # mid-body: the client sees an incomplete chunked message
                 return response
+            if self.stream_pace_s:
+                await asyncio.sleep(self.stream_pace_s)
             await send(chunk({"content": piece}))
         await send(chunk({}, self.finish_reason))
         if usage is not None:

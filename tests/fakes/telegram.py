@@ -5,6 +5,7 @@
     update_id = fake.push_message(42, "hello")          # the bot receives it through getUpdates
     await fake.wait_for(lambda: fake.last_text(42) == "Hi!", timeout=5)
     fake.rate_limit("editMessageText", times=1, retry_after=2)   # next edit answers 429
+    fake.push_group_text(-100123, 42, "@fake_ai_bot hi", reply_to=7, thread_id=3)   # in a group's topic
 
 URLs are `{url}/bot{token}/{method}` and `{url}/file/bot{token}/{file_path}` as on api.telegram.org.
 Methods live in `telegram_methods.py`, `telegram_media.py` and `telegram_payments.py` (Stars: invoices,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
@@ -28,7 +30,7 @@ from tests.fakes import telegram_media  # noqa: F401  (importing it registers th
 from tests.fakes.base import Call, FakeServer, respond
 from tests.fakes.telegram_methods import METHODS, Params, Upload
 from tests.fakes.telegram_payments import StarPayments  # importing it registers the payment methods
-from tests.fakes.telegram_state import ApiError, SentMessage, StoredFile, image_size
+from tests.fakes.telegram_state import ApiError, Draft, SentMessage, StoredFile, image_size
 
 T = TypeVar("T")
 # Not delivered unless asked for by name in allowed_updates (the Bot API default)
@@ -53,9 +55,11 @@ SERVICE_USER = {"id": 777000, "is_bot": False, "first_name": "Telegram"}  # a li
 
 
 class FakeTelegram(FakeServer):
-    """State the tests read: `sent` (chat id -> SentMessage list), `commands` (setMyCommands payloads),
-    `actions` (chat actions), `callback_answers`, `files`, `polls` (getUpdates calls so far), `delivered`,
-    `errors` (method, description) of every error answered."""
+    """State the tests read: `sent` (chat id -> SentMessage list), `drafts` (chat id -> the sendMessageDraft
+    calls), `commands` (setMyCommands payloads), `actions` (chat actions), `callback_answers`, `files`, `polls`
+    (getUpdates calls so far), `delivered`, `errors` (method, description) of every error answered.
+
+    Chats with a negative id are supergroups (`push_group_text`: mentions, replies, forum topics)."""
 
     def __init__(self, token: str = "123456789:AAFakeTokenForTests_abcdefghijklmno", *,
                  bot_username: str = "fake_ai_bot", bot_name: str = "Fake AI Bot") -> None:
@@ -64,6 +68,8 @@ class FakeTelegram(FakeServer):
         self.bot_user = {"id": int(token.split(":")[0]), "is_bot": True, "first_name": bot_name,
                          "username": bot_username}
         self.sent: dict[int, list[SentMessage]] = defaultdict(list)
+        self.drafts: dict[int, list[Draft]] = defaultdict(list)  # sendMessageDraft calls per chat
+        self.drafts_supported = True  # False: sendMessageDraft answers 404, as an older Bot API server
         self.commands: list[dict[str, Any]] = []
         self.actions: list[tuple[int, str]] = []
         self.callback_answers: list[dict[str, Any]] = []
@@ -169,6 +175,47 @@ class FakeTelegram(FakeServer):
                 extra["caption_entities"] = entities
         return self.push_update({"message": self._user_message(user, extra)})
 
+    def push_group_text(self, group_id: int, user_id: int, text: str, *, reply_to: int | None = None,
+                        thread_id: int | None = None, first_name: str = "Tester", language_code: str = "en") -> int:
+        """A person's message in a supergroup, with the entities Telegram gives commands and @mentions;
+        `reply_to`: the id of the group's message it answers; `thread_id`: the forum topic it is in."""
+        user = self.remember_user(user_id, first_name, language_code, None, None)
+        body: dict[str, Any] = {"text": text}
+        if entities := _command_entities(text) + _mention_entities(text):
+            body["entities"] = entities
+        return self.push_update({"message": self.group_message(group_id, user, body, reply_to, thread_id)})
+
+    def push_document(self, user_id: int, data: bytes, file_name: str, mime_type: str = "", caption: str = "", *,
+                      group_id: int | None = None, with_size: bool = True) -> int:
+        """A user's file (a document message), in their private chat or, with `group_id`, in a group."""
+        user = self.remember_user(user_id, "Tester", "en", None, None)
+        stored = self.store_file(data, "documents", "", mime_type, file_name)
+        stored.size_known = with_size
+        document = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_name": file_name,
+                    **({"mime_type": mime_type} if mime_type else {}),
+                    **({"file_size": len(data)} if with_size else {})}
+        body: dict[str, Any] = {"document": document}
+        if caption:
+            body["caption"] = caption
+            if entities := _command_entities(caption) + _mention_entities(caption):
+                body["caption_entities"] = entities
+        message = self.group_message(group_id, user, body) if group_id is not None \
+            else self._user_message(user, body)
+        return self.push_update({"message": message})
+
+    def group_message(self, group_id: int, sender: dict[str, Any], body: dict[str, Any], reply_to: int | None = None,
+                      thread_id: int | None = None) -> dict[str, Any]:
+        extra = dict(body)
+        if reply_to is not None:
+            original = self.chat_messages[group_id][reply_to]
+            extra["reply_to_message"] = {k: v for k, v in original.items() if k != "reply_to_message"}
+        if thread_id is not None:
+            extra.update(message_thread_id=thread_id, is_topic_message=True)
+        message = self.new_message(group_id, sender, extra)
+        if thread_id is not None:
+            message["chat"] = {**message["chat"], "is_forum": True}
+        return message
+
     def push_callback(self, user_id: int, message_id: int, data: str) -> int:
         """The user pressed an inline button with this callback data under the bot's message."""
         user = self.remember_user(user_id, "Tester", "en", None, None)
@@ -190,9 +237,7 @@ class FakeTelegram(FakeServer):
             body["entities"] = entities
         if sender_chat is not None:
             body["sender_chat"] = sender_chat
-        message = self.new_message(group_id, sender, body)
-        message["chat"] = {"id": group_id, "type": "supergroup", "title": "A group"}
-        return self.push_update({"message": message})
+        return self.push_update({"message": self.new_message(group_id, sender, body)})
 
     def push_update(self, raw: dict[str, Any]) -> int:
         """Queue any update (an update_id is assigned when missing); returns its update_id."""
@@ -277,6 +322,8 @@ class FakeTelegram(FakeServer):
         return user
 
     def chat(self, chat_id: int) -> dict[str, Any]:
+        if chat_id < 0:  # groups and supergroups have negative ids; here every one is a supergroup
+            return {"id": chat_id, "type": "supergroup", "title": "A group"}
         user = self.users.get(chat_id, {"first_name": f"User {chat_id}"})
         chat = {"id": chat_id, "type": "private", "first_name": user["first_name"]}
         chat.update({k: user[k] for k in ("username", "last_name") if k in user})
@@ -336,6 +383,12 @@ class FakeTelegram(FakeServer):
 
 def _error(exc: ApiError) -> web.Response:
     return respond(exc.code, exc.body())
+
+
+def _mention_entities(text: str) -> list[dict[str, Any]]:
+    """A "mention" entity for every @username in the text, at UTF-16 offsets as Telegram counts them."""
+    return [{"type": "mention", "offset": len(text[:m.start()].encode("utf-16-le")) // 2,
+             "length": len(m.group().encode("utf-16-le")) // 2} for m in re.finditer(r"@[A-Za-z0-9_]{5,32}", text)]
 
 
 def _command_entities(text: str) -> list[dict[str, Any]]:

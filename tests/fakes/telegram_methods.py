@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.telegram_state import ApiError, SentMessage, bad_request, check_text, image_size
+from tests.fakes.telegram_state import ApiError, Draft, SentMessage, bad_request, check_text, image_size
 
 if TYPE_CHECKING:
     from tests.fakes.telegram import FakeTelegram
@@ -215,6 +215,8 @@ def record_sent(fake: FakeTelegram, chat_id: int, method: str, extra: dict[str, 
     markup = _markup(p)
     if markup and "inline_keyboard" in markup:
         extra["reply_markup"] = markup  # the API echoes inline keyboards only
+    if (thread_id := p.get_int("message_thread_id")) is not None:
+        extra.update(message_thread_id=thread_id, is_topic_message=True)
     message = fake.new_message(chat_id, fake.bot_user, {**_reply_to(fake, chat_id, p), **extra})
     sent = SentMessage(chat_id, message["message_id"], method, raw_text, p.get_str("parse_mode"),
                        reply_markup=markup, payload=message, **fields)
@@ -233,6 +235,26 @@ async def send_message(fake: FakeTelegram, p: Params) -> Any:
     if entities:
         extra["entities"] = entities
     return record_sent(fake, chat_id, "sendMessage", extra, p, raw, entities=entities)
+
+
+@api("sendMessageDraft")
+async def send_message_draft(fake: FakeTelegram, p: Params) -> Any:
+    """Bot API 9.5: a draft streamed into a private chat; ephemeral, so nothing is stored as a message.
+    `fake.drafts_supported = False` answers as a Bot API server that predates the method does. The error
+    for a chat that is not private is this fake's own wording."""
+    if not fake.drafts_supported:
+        raise ApiError(404, "Not Found")
+    chat_id = chat_id_of(fake, p)
+    if chat_id < 0:
+        raise bad_request("TEXTDRAFT_PEER_INVALID")
+    draft_id = p.need_int("draft_id")
+    if draft_id == 0:
+        raise bad_request("draft_id must be non-zero")
+    raw = p.get_str("text") or ""
+    plain = check_text(raw, p.get_str("parse_mode"))[0] if raw else ""
+    fake.drafts[chat_id].append(Draft(chat_id, draft_id, plain, p.get_int("message_thread_id"),
+                                      asyncio.get_running_loop().time()))
+    return True
 
 
 def _target(fake: FakeTelegram, p: Params, missing: str) -> SentMessage:

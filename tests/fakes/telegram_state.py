@@ -232,6 +232,17 @@ class StoredFile:
 
 
 @dataclass
+class Draft:
+    """One sendMessageDraft call: the preview a private chat shows while the answer is being written."""
+
+    chat_id: int
+    draft_id: int
+    plain: str  # the text as the user sees it ("" shows Telegram's "Thinking..." placeholder)
+    thread_id: int | None
+    at: float  # loop time
+
+
+@dataclass
 class SentMessage:
     """A message the bot sent, as it is now, with every text it had (history[0] is the original)."""
 
