@@ -66,7 +66,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     # Purchases leave with their table: the balances they moved keep their ledger rows as admin grants,
     # so every balance still equals the sum of its ledger rows.
-    op.execute("UPDATE credit_ledger SET reason = 'admin_grant' WHERE reason IN ('purchase', 'purchase_refund')")
+    op.execute("UPDATE credit_ledger SET reason = 'admin_grant', payment_id = NULL"
+               " WHERE reason IN ('purchase', 'purchase_refund')")
     with op.batch_alter_table("credit_ledger") as batch:
         batch.drop_constraint(op.f("ck_credit_ledger_reason"), type_="check")
         batch.drop_constraint(op.f("uq_credit_ledger_payment_id"), type_="unique")
