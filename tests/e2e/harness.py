@@ -20,6 +20,7 @@ from tests.support.botenv import Fakes, ProvidersFile, text_fake
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_ID = 1001
 FREE_CREDITS = 100
+CREDIT_PACKS = "100:50,550:250"  # what /buy sells for Telegram Stars
 PRIMARY_KEY, SECONDARY_KEY = "sk-or-primary-test", "sk-secondary-test"
 PRIMARY_REPLY = "Primary model says hello to you"
 SECONDARY_REPLY = "Secondary model answers instead"
@@ -74,6 +75,7 @@ def bot_env(tmp: Path, fakes: Fakes, providers_file: Path, **overrides: str) -> 
         "PROGRESS_INTERVAL": "0.5",
         **PROVIDERS.keys(fakes),
         "WEBHOOK_URL": "",
+        "CREDIT_PACKS": CREDIT_PACKS,
     }
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
