@@ -35,12 +35,14 @@ class Job:
     request: GenerationRequest
     reply_to: int | None = None
     update_id: int | None = None
+    thread_id: int | None = None  # the forum topic the answer goes to
 
     def to_wire(self) -> dict[str, Any]:
         r = self.request
         return {
             "request_id": self.request_id, "user_id": self.user_id, "chat_id": self.chat_id, "lang": self.lang,
             "label": self.label, "work": self.work, "reply_to": self.reply_to, "update_id": self.update_id,
+            "thread_id": self.thread_id,
             "request": {
                 "category": str(r.category), "prompt": r.prompt, "messages": [[m.role, m.content] for m in r.messages],
                 "system": r.system, "max_tokens": r.max_tokens, "image": _b64(r.image), "image_mime": r.image_mime,
@@ -62,7 +64,8 @@ class Job:
         if work not in ("text", "media"):
             raise ValueError(f"unknown work {work!r}")
         return cls(int(data["request_id"]), int(data["user_id"]), int(data["chat_id"]), str(data["lang"]),
-                   str(data["label"]), work, request, data.get("reply_to"), data.get("update_id"))
+                   str(data["label"]), work, request, data.get("reply_to"), data.get("update_id"),
+                   data.get("thread_id"))
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -37,7 +37,8 @@ async def take_job(life: RequestLife, job: Job) -> None:
         logger.info("request {}: no longer waiting in the queue; its message is dropped", rid)
         return
     life.leases.hold(rid)
-    ask = Ask(life.bot, job.chat_id, job.user_id, Translate(language_for(job.lang)), job.reply_to, job.update_id)
+    ask = Ask(life.bot, job.chat_id, job.user_id, Translate(language_for(job.lang)), job.reply_to, job.update_id,
+              job.thread_id)
     slot = life.slots.claim(job.user_id) or Slot(job.user_id)  # /cancel finds it by request id
     slot.admitted = True
     slot.reservation_done(rid)

@@ -234,11 +234,16 @@ class LedgerEntry(Base):
 
 
 class HistoryMessage(Base):
+    """One turn of a conversation: a private chat, a group, or a forum topic of a group (`thread_id`, 0 for
+    none); `user_id` is who asked (their answer's turn too)."""
+
     __tablename__ = "chat_history"
-    __table_args__ = (Index("ix_chat_history_user_id_id", "user_id", "id"),)
+    __table_args__ = (Index("ix_chat_history_conversation", "chat_id", "thread_id", "id"),)
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    thread_id: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Str())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

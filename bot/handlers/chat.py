@@ -1,6 +1,8 @@
 """The catch-all router: /new, plain text to the user's chat label, a hint for anything else.
 
-It comes last, so every command router (admin included) has had its turn first.
+It comes last, so every command router (admin included) has had its turn first. In a group it sees only
+what is addressed to the bot (`bot.middlewares.addressing`); the question is the text without the bot's
+@username, signed with the sender's name so that the model can tell the members of a conversation apart.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from aiogram.filters import Command
 from aiogram.types import Message, Update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.addressing import GROUP_CHATS, without_mentions
 from bot.i18n import Translate
 from bot.services.answers import Ask
 from bot.services.generation import GenerationService
@@ -18,9 +21,15 @@ from db.repo.history import clear_history
 from db.repo.users import UserView
 
 
-async def cmd_new(message: Message, user: UserView, t: Translate, session: AsyncSession) -> None:
-    await clear_history(session, user.tg_id)
+async def cmd_new(message: Message, bot: Bot, t: Translate, session: AsyncSession) -> None:
+    """Starts the conversation over: the private chat's, or the group's (its forum topic's) for everyone."""
+    await clear_history(session, Ask.of(message, bot, t, None).conversation)
     await message.answer(t("chat.new"))
+
+
+def _named_command(message: Message) -> bool:
+    """A command written for this bot by name (`/x@this_bot`: in a group, others are not ours to answer)."""
+    return message.chat.type == ChatType.PRIVATE or "@" in (message.text or "").split(maxsplit=1)[0]
 
 
 async def unknown_command(message: Message, t: Translate) -> None:
@@ -29,7 +38,12 @@ async def unknown_command(message: Message, t: Translate) -> None:
 
 async def chat(message: Message, bot: Bot, t: Translate, user: UserView, generation: GenerationService,
                event_update: Update) -> None:
-    await generation.chat(Ask.of(message, bot, t, event_update.update_id), user, message.text or "")
+    text = message.text or ""
+    if message.chat.type in GROUP_CHATS:
+        text = without_mentions(message, await bot.me())
+        if text and message.from_user is not None:
+            text = f"{message.from_user.full_name}: {text}"
+    await generation.chat(Ask.of(message, bot, t, event_update.update_id), user, text)
 
 
 async def unsupported(message: Message, t: Translate) -> None:
@@ -39,9 +53,9 @@ async def unsupported(message: Message, t: Translate) -> None:
 def router() -> Router:
     """A fresh router for one Dispatcher; the handlers are tried in this order, the last takes anything."""
     built = Router(name=__name__)
-    built.message.filter(F.chat.type == ChatType.PRIVATE)  # in groups the bot answers commands only
+    built.message.filter(F.chat.type.in_({ChatType.PRIVATE, *GROUP_CHATS}))  # not channels
     built.message.register(cmd_new, Command("new"))
-    built.message.register(unknown_command, F.text.startswith("/"))
-    built.message.register(chat, F.text)
-    built.message.register(unsupported)
+    built.message.register(unknown_command, F.text.startswith("/"), _named_command)
+    built.message.register(chat, F.text, ~F.text.startswith("/"))
+    built.message.register(unsupported, ~F.text.startswith("/"))
     return built

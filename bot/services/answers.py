@@ -29,6 +29,7 @@ from bot.services.delivery import MediaFetchError, TextStreamer, media_bytes, se
 from bot.services.progress import ProgressMessage, chat_action
 from bot.services.telegram_retry import with_retry
 from bot.settings import Settings
+from db.repo.history import Conversation
 from providers import (
     AllProvidersFailed,
     Attempt,
@@ -60,17 +61,25 @@ class Ask:
     t: Translate
     reply_to: int | None = None
     update_id: int | None = None
+    thread_id: int | None = None  # the forum topic asked in: every answer goes there
     received: float = field(default_factory=time.monotonic, compare=False)  # when this process took it on
 
     @classmethod
     def of(cls, message: Message, bot: Bot, t: Translate, update_id: int | None) -> Ask:
         user_id = message.from_user.id if message.from_user else message.chat.id
-        return cls(bot, message.chat.id, user_id, t, message.message_id, update_id)
+        thread_id = message.message_thread_id if message.is_topic_message else None
+        return cls(bot, message.chat.id, user_id, t, message.message_id, update_id, thread_id)
+
+    @property
+    def conversation(self) -> Conversation:
+        """The chat history this ask reads and adds to: its chat, or its forum topic."""
+        return Conversation(self.chat_id, self.thread_id or 0)
 
     async def say(self, text: str) -> bool:
         """Send `text`; False when Telegram would not take it (blocked the bot, chat gone)."""
         try:
-            await with_retry(lambda: self.bot.send_message(self.chat_id, text, parse_mode=ParseMode.HTML))
+            await with_retry(lambda: self.bot.send_message(self.chat_id, text, parse_mode=ParseMode.HTML,
+                                                           message_thread_id=self.thread_id))
         except TelegramAPIError as exc:
             logger.info("could not tell user {}: {}", self.user_id, exc)
             return False
@@ -103,7 +112,7 @@ class Gate(Protocol):
 @dataclass(frozen=True, slots=True)
 class Delivered:
     result: Result
-    exchange: tuple[int, str, str] | None = None  # (user, question, answer): kept as chat history
+    exchange: tuple[Conversation, int, str, str] | None = None  # (where, who, question, answer): chat history
 
 
 @dataclass
@@ -134,14 +143,14 @@ class Answers:
 
     def text(self, ask: Ask, label: str, request: GenerationRequest) -> Work:
         async def work(hooks: CallHooks, gate: Gate, state: WorkState) -> Delivered:
-            streamer = TextStreamer(ask.bot, ask.chat_id, reply_to=ask.reply_to,
+            streamer = TextStreamer(ask.bot, ask.chat_id, reply_to=ask.reply_to, thread_id=ask.thread_id,
                                     interval=self.settings.stream_edit_interval,
                                     first_after=min(FIRST_SHOW_S, self.settings.stream_edit_interval),
                                     before_first=gate.delivering, after_first=gate.delivered)
             stream = self.manager.stream_text(request, label=label, hooks=hooks)
             text = ""
             try:
-                async with chat_action(ask.bot, ask.chat_id, "typing", after=TYPING_AFTER_S):
+                async with chat_action(ask.bot, ask.chat_id, "typing", after=TYPING_AFTER_S, thread_id=ask.thread_id):
                     async for delta in stream:
                         text += delta
                         await streamer.update(text)
@@ -158,7 +167,7 @@ class Answers:
             if not text.strip() or stream.result is None:
                 raise AnswerFailed("chat.empty_answer", "empty_answer")
             await streamer.finish(text)
-            return Delivered(stream.result, (ask.user_id, request.prompt, text))
+            return Delivered(stream.result, (ask.conversation, ask.user_id, request.prompt, text))
 
         return work
 
@@ -197,8 +206,9 @@ class Answers:
             return ask.t("progress.working", what=what, elapsed=elapsed, provider=provider)
 
         delay = 0.0 if long_job else self.settings.progress_after
-        async with chat_action(ask.bot, ask.chat_id, ACTIONS[request.category]), \
-                ProgressMessage(ask.bot, ask.chat_id, render, delay=delay, interval=self.settings.progress_interval):
+        async with chat_action(ask.bot, ask.chat_id, ACTIONS[request.category], thread_id=ask.thread_id), \
+                ProgressMessage(ask.bot, ask.chat_id, render, delay=delay, interval=self.settings.progress_interval,
+                                thread_id=ask.thread_id):
             yield
 
     async def _fetch(self, result: Result) -> list[tuple[bytes, str]]:
@@ -218,6 +228,6 @@ class Answers:
         await gate.delivering()
         for index, (data, mime) in enumerate(files):
             await send_media(ask.bot, ask.chat_id, data, mime, caption=caption, reply_to=ask.reply_to,
-                             as_document=as_document)
+                             as_document=as_document, thread_id=ask.thread_id)
             if index == 0:
                 await gate.delivered()

@@ -62,8 +62,8 @@ class TextStreamer:
     there; `after_first` once that message is sent. The request's owner uses them to make sure the answer
     is still its own to deliver, and to record that part of it reached the user."""
 
-    def __init__(self, bot: Bot, chat_id: int, *, reply_to: int | None = None, interval: float = 1.0,
-                 first_after: float = 0.0, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, bot: Bot, chat_id: int, *, reply_to: int | None = None, thread_id: int | None = None,
+                 interval: float = 1.0, first_after: float = 0.0, clock: Callable[[], float] = time.monotonic,
                  before_first: Callable[[], Awaitable[None]] = _nothing_first,
                  after_first: Callable[[], Awaitable[None]] = _nothing_first) -> None:
         self.before_first, self.after_first = before_first, after_first
@@ -71,6 +71,7 @@ class TextStreamer:
         self.bot = bot
         self.chat_id = chat_id
         self.reply_to = reply_to
+        self.thread_id = thread_id  # the forum topic the answer belongs in (None: the chat itself)
         self.interval = interval
         self.clock = clock
         self.sent: list[_Sent] = []
@@ -146,13 +147,13 @@ class TextStreamer:
             if self.reply_to and not self.sent else None
         try:
             return await self.bot.send_message(self.chat_id, part, parse_mode=ParseMode.HTML,
-                                               reply_parameters=reply)
+                                               reply_parameters=reply, message_thread_id=self.thread_id)
         except TelegramBadRequest as exc:
             if not _unparsable(exc):
                 raise
             logger.warning("telegram could not parse a reply part; sending it as plain text: {}", exc.message)
             return await self.bot.send_message(self.chat_id, html_to_plain(part), parse_mode=None,
-                                               reply_parameters=reply)
+                                               reply_parameters=reply, message_thread_id=self.thread_id)
 
     async def _edit(self, index: int, part: str) -> None:
         sent = self.sent[index]
@@ -222,10 +223,10 @@ def _filename(mime: str) -> str:
 
 
 async def send_media(bot: Bot, chat_id: int, data: bytes, mime: str, *, caption: str | None = None,
-                     reply_to: int | None = None, as_document: bool = False) -> Message:
+                     reply_to: int | None = None, as_document: bool = False, thread_id: int | None = None) -> Message:
     """Upload `data` as the message type that fits its mime; falls back to a document when refused."""
     file = BufferedInputFile(data, _filename(mime))
-    common: dict[str, Any] = {"caption": caption, "parse_mode": ParseMode.HTML}
+    common: dict[str, Any] = {"caption": caption, "parse_mode": ParseMode.HTML, "message_thread_id": thread_id}
     if reply_to:
         common["reply_parameters"] = ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
     kind = mime.split("/", 1)[0]

@@ -184,7 +184,7 @@ class RequestLife:
                 request = dataclasses.replace(request, messages=(*past, *request.messages))
             if self.queue is not None:
                 await self._enqueue(ask, Job(reservation.request_id, ask.user_id, ask.chat_id, ask.t.lang, label.name,
-                                             work, request, ask.reply_to, ask.update_id))
+                                             work, request, ask.reply_to, ask.update_id, ask.thread_id))
                 return
             run = Run(reservation.request_id, ask, slot, request.category, WorkState(route), label=label.name)
             await self.supervise(run, self.make_work(work)(ask, label.name, request))
@@ -220,7 +220,7 @@ class RequestLife:
                 start=not queued, exclusive=queued)
             if not done.ok or history_chars is None:
                 return done, []
-            past = await history.load_history(session, ask.user_id, history_chars, prune=True)
+            past = await history.load_history(session, ask.conversation, history_chars, prune=True)
             return done, [ChatMessage(role, content) for role, content in past]
 
         if self.queue is None:

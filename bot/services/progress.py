@@ -20,7 +20,7 @@ from loguru import logger
 
 @contextlib.asynccontextmanager
 async def chat_action(bot: Bot, chat_id: int, action: str, every: float = 4.0,
-                      after: float = 0.0) -> AsyncIterator[None]:
+                      after: float = 0.0, thread_id: int | None = None) -> AsyncIterator[None]:
     """Keep `action` (typing, upload_photo, ...) showing while the body runs; Telegram drops it after 5 s.
     With `after`, nothing is sent for a body that ends (or shows its answer) sooner."""
 
@@ -28,7 +28,7 @@ async def chat_action(bot: Bot, chat_id: int, action: str, every: float = 4.0,
         await asyncio.sleep(after)
         while True:
             try:
-                await bot.send_chat_action(chat_id, action)
+                await bot.send_chat_action(chat_id, action, message_thread_id=thread_id)
             except TelegramRetryAfter as exc:
                 await asyncio.sleep(exc.retry_after)
                 continue
@@ -55,9 +55,10 @@ class ProgressMessage:
     `interval` seconds and deleted when the block ends (the result replaces it)."""
 
     def __init__(self, bot: Bot, chat_id: int, render: Callable[[str], str], *, delay: float,
-                 interval: float) -> None:
+                 interval: float, thread_id: int | None = None) -> None:
         self.bot = bot
         self.chat_id = chat_id
+        self.thread_id = thread_id  # the forum topic the request came from (None: the chat itself)
         self.render = render  # elapsed "m:ss" -> the message's HTML
         self.delay = delay
         self.interval = interval
@@ -95,7 +96,8 @@ class ProgressMessage:
             text = self._text()
             try:
                 if self.message_id is None:
-                    self._sending = asyncio.ensure_future(self.bot.send_message(self.chat_id, text))
+                    self._sending = asyncio.ensure_future(self.bot.send_message(self.chat_id, text,
+                                                                                 message_thread_id=self.thread_id))
                     self.message_id = (await asyncio.shield(self._sending)).message_id
                 elif text != last:
                     await self.bot.edit_message_text(text=text, chat_id=self.chat_id, message_id=self.message_id)

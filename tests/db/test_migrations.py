@@ -231,3 +231,40 @@ def test_0004_keeps_every_attempt_and_ledger_row_of_the_requests_table_it_rebuil
     assert _sync(url, _rows) == ([(1, "served"), (2, "reserved"), (3, "failed")], attempts, ledger, [])
     downgrade_database(url, "0003")
     assert _sync(url, _rows) == ([(1, "served"), (2, "pending"), (3, "failed")], attempts, ledger, [])
+
+
+def test_0006_gives_each_user_their_private_conversation_back_and_keeps_only_that_on_the_way_down(
+    empty_db_url: str
+) -> None:
+    url = empty_db_url
+    upgrade_database(url, "0005")
+
+    async def fill(connection: AsyncConnection) -> None:
+        await connection.execute(text(
+            f"INSERT INTO users (id, credits, labels, created_at, last_seen_at) VALUES (:id, 0, '{{}}', {AT}, {AT})"),
+            [{"id": 1}, {"id": 2}])
+        await connection.execute(text(
+            f"INSERT INTO chat_history (user_id, role, content, created_at) VALUES (:user, :role, :content, {AT})"),
+            [{"user": 1, "role": "user", "content": "q1"}, {"user": 2, "role": "user", "content": "q2"},
+             {"user": 1, "role": "assistant", "content": "a1"}])
+
+    async def turns(connection: AsyncConnection) -> list[tuple[Any, ...]]:
+        columns = "user_id, chat_id, thread_id, content" if "chat_id" in await _columns(connection) \
+            else "user_id, content"
+        return [tuple(r) for r in (await connection.execute(text(f"SELECT {columns} FROM chat_history ORDER BY id")))]
+
+    async def group_turn(connection: AsyncConnection) -> None:
+        await connection.execute(text(
+            "INSERT INTO chat_history (user_id, chat_id, thread_id, role, content, created_at)"
+            f" VALUES (2, -100, 5, 'user', 'in a topic', {AT})"))
+
+    _sync(url, fill)
+    upgrade_database(url, "0006")
+    assert _sync(url, turns) == [(1, 1, 0, "q1"), (2, 2, 0, "q2"), (1, 1, 0, "a1")]
+    _sync(url, group_turn)
+    downgrade_database(url, "0005")
+    assert _sync(url, turns) == [(1, "q1"), (2, "q2"), (1, "a1")]
+
+
+async def _columns(connection: AsyncConnection) -> set[str]:
+    return {c["name"] for c in await connection.run_sync(lambda sync: inspect(sync).get_columns("chat_history"))}

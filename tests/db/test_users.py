@@ -97,13 +97,13 @@ async def test_text_from_outside_with_a_nul_character_is_stored(sessions: Sessio
     # PostgreSQL refuses U+0000 in text columns (SQLite keeps it): names, prompts, provider messages and
     # chat turns keep their length there with U+FFFD in its place, instead of failing the whole write
     from db.models import Request
-    from db.repo.history import append_message, load_history
+    from db.repo.history import Conversation, append_message, load_history
     from db.repo.lifecycle import close_failed, reserve_request
     from tests.db.support import FAR, OWNER
 
     async with sessions() as s, s.begin():
         await upsert_user(s, 5, username="a\x00b", first_name="\x00", free_credits=3)
-        await append_message(s, 5, "assistant", "answer\x00")
+        await append_message(s, Conversation.private(5), 5, "assistant", "answer\x00")
         rid = (await reserve_request(s, owner=OWNER, lease_until=FAR, tg_id=5, update_id=None, label="L",
                                      category="text", prompt="draw\x00", credits=1)).request_id
         assert rid is not None
@@ -112,5 +112,5 @@ async def test_text_from_outside_with_a_nul_character_is_stored(sessions: Sessio
     async with sessions() as s:
         user = await get_user(s, 5)
         assert user is not None and (user.username, user.first_name) == (f"a{nul}b", nul)
-        assert await load_history(s, 5, 100) == [("assistant", f"answer{nul}")]
+        assert await load_history(s, Conversation.private(5), 100) == [("assistant", f"answer{nul}")]
         assert (await s.execute(select(Request.prompt, Request.error_message))).one() == (f"draw{nul}", f"boom{nul}")

@@ -1,0 +1,70 @@
+"""Which group messages are for the bot, and what they ask once the bot's name is taken out.
+
+In a group or supergroup the bot answers a message that
+
+    - mentions it by its @username (in the text, or in the caption of a document or photo),
+    - replies to one of its messages, or
+    - is a command for it: `/cmd@this_bot`, or a bare `/cmd` (Telegram hands a bot with privacy mode
+      only those two kinds of commands; `/cmd@other_bot` is another bot's).
+
+Everything else is conversation between members: `bot.middlewares.addressing` drops it before the flood
+limit, the database session and the user upsert, so it costs no reply, no charge and no row. Private chats
+are always addressed to the bot.
+"""
+
+from __future__ import annotations
+
+from aiogram.enums import ChatType
+from aiogram.types import Message, MessageEntity, User
+
+GROUP_CHATS = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
+
+
+def _text_and_entities(message: Message) -> tuple[str, list[MessageEntity]]:
+    if message.text is not None:
+        return message.text, list(message.entities or ())
+    return message.caption or "", list(message.caption_entities or ())
+
+
+def _mentions(text: str, entities: list[MessageEntity], username: str) -> list[MessageEntity]:
+    name = "@" + username.lower()
+    return [e for e in entities if e.type == "mention" and e.extract_from(text).lower() == name]
+
+
+def _command_for(text: str, entities: list[MessageEntity], username: str) -> bool | None:
+    """True: a command for this bot; False: for another bot; None: not a command."""
+    command = next((e for e in entities if e.type == "bot_command" and e.offset == 0), None)
+    if command is None:
+        return None
+    _, at, target = command.extract_from(text).partition("@")
+    return not at or target.lower() == username.lower()
+
+
+def _replies_to(message: Message, me: User) -> bool:
+    replied = message.reply_to_message
+    # in a forum every message of a topic "replies" to the topic's first message: that is no reply to the bot
+    return replied is not None and replied.forum_topic_created is None \
+        and replied.from_user is not None and replied.from_user.id == me.id
+
+
+def addressed_to(message: Message, me: User) -> bool:
+    """Whether the bot (`me`, from getMe) should answer this message."""
+    if message.chat.type not in GROUP_CHATS:
+        return True
+    text, entities = _text_and_entities(message)
+    username = me.username or ""
+    command = _command_for(text, entities, username)
+    if command is not None:
+        return command
+    return bool(username and _mentions(text, entities, username)) or _replies_to(message, me)
+
+
+def without_mentions(message: Message, me: User) -> str:
+    """The message's text (or caption) with the bot's @username taken out, trimmed."""
+    text, entities = _text_and_entities(message)
+    if not me.username:
+        return text.strip()
+    encoded = text.encode("utf-16-le")  # entity offsets count UTF-16 code units
+    for mention in sorted(_mentions(text, entities, me.username), key=lambda e: e.offset, reverse=True):
+        encoded = encoded[:mention.offset * 2] + encoded[(mention.offset + mention.length) * 2:]
+    return encoded.decode("utf-16-le").strip()
