@@ -259,7 +259,8 @@ def empty_db_url(databases: Databases) -> Iterator[str]:
 class FreshDb:
     """`url = fresh_db.new()`: a migrated database with no rows for one hypothesis example, on the
     session's backend (a copy of the template on SQLite, the emptied session database on PostgreSQL).
-    Session-scoped, as hypothesis wants; every example must dispose of its engine before the next asks."""
+    Session-scoped, as hypothesis wants; every example must dispose of its engine before the next asks.
+    On PostgreSQL `db_url` and `fresh_db` hand out the same database: a test uses one of them, not both."""
 
     def __init__(self, databases: Databases) -> None:
         self.databases = databases
