@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     progress_after: float = Field(5.0, ge=0)  # a job still running after this gets a progress message
     max_prompt_chars: int = Field(4000, ge=1)  # longer input is refused before anything is charged
     max_media_bytes: int = Field(50 * 1024 * 1024, ge=1)  # provider media larger than this is refused
+    # documents sent to the bot (PDF, text, Markdown, source files); over a limit: refused, nothing charged
+    max_document_bytes: int = Field(10 * 1024 * 1024, ge=1)  # Telegram lets bots download 20 MB at most
+    max_document_pages: int = Field(100, ge=1)  # a PDF with more pages is refused
+    max_document_chars: int = Field(40_000, ge=1)  # text past this is cut (the beginning is kept, the user told)
     throttle_rate: int = Field(8, ge=1)  # updates a user may send per throttle window...
     throttle_window: float = Field(5.0, gt=0)  # ...of this many seconds
 

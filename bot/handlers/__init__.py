@@ -12,7 +12,7 @@ from aiogram import Router
 
 
 def routers() -> list[Router]:
-    from bot.handlers import admin, balance, cancel, chat, errors, media, model, payments, start
+    from bot.handlers import admin, balance, cancel, chat, documents, errors, media, model, payments, start
 
     return [errors.router(), cancel.router(), start.router(), model.router(), balance.router(), payments.router(),
-            media.router(), admin.router(), chat.router()]
+            media.router(), documents.router(), admin.router(), chat.router()]

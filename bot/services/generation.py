@@ -3,12 +3,17 @@
     chat / media: the label (the user's choice while it exists, else the file's first of the category),
     the input checked (empty, too long: nothing charged), then `RequestLife.serve` with the work that
     produces and delivers that kind of answer (`bot.services.answers`).
+
+A chat message may come with a document (`bot.services.documents`): the model is sent the question and
+the document's text (bounded by MAX_DOCUMENT_CHARS, apart from MAX_PROMPT_CHARS, which the question alone
+must fit); the request log and the chat history keep the question with the file's name, not its text.
 """
 
 from __future__ import annotations
 
 from bot.i18n import Translate
 from bot.services.answers import Answers, Ask
+from bot.services.documents import Document
 from bot.services.failures import category_name
 from bot.services.lifecycle import RequestLife
 from bot.settings import Settings
@@ -34,7 +39,7 @@ class GenerationService:
             return t("errors.too_long", length=len(prompt), limit=self.settings.max_prompt_chars)
         return None
 
-    async def chat(self, ask: Ask, user: UserView, text: str) -> None:
+    async def chat(self, ask: Ask, user: UserView, text: str, *, document: Document | None = None) -> None:
         label = self.label_for(user, Category.TEXT)
         if label is None:
             await ask.say(ask.t("errors.no_label", category=category_name("text", ask.t)))
@@ -42,7 +47,8 @@ class GenerationService:
         if problem := self.invalid_input(text, ask.t, "errors.empty"):
             await ask.say(problem)
             return
-        request = GenerationRequest(Category.TEXT, prompt=text, messages=(ChatMessage("user", text),))
+        prompt, content = (text, text) if document is None else (document.asked(text), document.prompt(text))
+        request = GenerationRequest(Category.TEXT, prompt=prompt, messages=(ChatMessage("user", content),))
         # the conversation so far is read in the reservation's transaction, pruned to what fits
         await self.life.serve(ask, label, request, "text",
                               history_chars=max(0, self.settings.history_max_chars - len(text)))

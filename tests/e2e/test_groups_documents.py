@@ -1,0 +1,66 @@
+"""Groups, documents and drafts end to end, on the shared bot (`python -m bot` against the fakes):
+
+- a PDF with a question: the PDF's text reaches the provider; an encrypted PDF is refused, nothing charged;
+- in a group: a mention and a reply to the bot are answered, a plain message is ignored (no request row),
+  `/start@otherbot` is ignored.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import Live
+from tests.e2e.flows import eventually, settle
+from tests.e2e.harness import FREE_CREDITS, PRIMARY_REPLY
+from tests.support.pdfs import make_pdf
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="package")]
+BOT = "@fake_ai_bot"
+
+
+def _last_prompts(live: Live) -> list[str]:
+    return [c.json["messages"][-1]["content"] for c in live.fakes.primary.calls_to("/chat/completions")
+            if isinstance(c.json, dict)]
+
+
+async def test_a_pdf_question_is_answered_from_the_pdfs_text(live: Live) -> None:
+    tg, db, user = live.tg, live.db, 2301
+    pdf = make_pdf(["Quarterly report", "The secret ingredient is cardamom."])
+    tg.push_document(user, pdf, "report.pdf", "application/pdf", "What is the secret ingredient?")
+    await tg.wait_for(lambda: PRIMARY_REPLY in tg.texts(user), timeout=20)
+    [prompt] = [p for p in _last_prompts(live) if p.startswith("What is the secret ingredient?")]
+    assert "cardamom" in prompt and '<document name="report.pdf" pages="2">' in prompt
+    [request] = await eventually(lambda: [r for r in db.requests(user) if r["status"] == "served"],
+                                 what="the request served")
+    assert request["prompt"] == "What is the secret ingredient?\n[report.pdf]"
+    await eventually(lambda: db.credits(user) == FREE_CREDITS - 1, what="one credit charged")
+
+
+async def test_an_encrypted_pdf_is_refused_and_nothing_is_charged(live: Live) -> None:
+    tg, db, user = live.tg, live.db, 2302
+    calls_before = len(live.fakes.primary.calls_to("/chat/completions"))
+    tg.push_document(user, make_pdf(["hidden"], user_password="s3cret"), "locked.pdf", "application/pdf", "Read it")
+    [refusal] = await tg.wait_for(lambda: tg.texts(user), timeout=20)
+    assert "password" in refusal and "Nothing was charged" in refusal
+    await settle(tg)
+    assert db.requests(user) == [] and db.credits(user) == FREE_CREDITS
+    assert len(live.fakes.primary.calls_to("/chat/completions")) == calls_before
+
+
+async def test_in_a_group_mentions_and_replies_are_answered_and_the_rest_ignored(live: Live) -> None:
+    tg, db, group, alice, bob = live.tg, live.db, -100_2303, 2303, 2304
+    tg.push_group_text(group, alice, f"{BOT} what's the capital of France?")
+    [answer] = await tg.wait_for(lambda: [m for m in tg.messages(group) if m.plain == PRIMARY_REPLY], timeout=20)
+    assert "Tester: what's the capital of France?" in _last_prompts(live)
+
+    tg.push_group_text(group, bob, "and of Italy?", reply_to=answer.message_id)
+    await tg.wait_for(lambda: [m.plain for m in tg.messages(group)].count(PRIMARY_REPLY) == 2, timeout=20)
+    await eventually(lambda: [r["status"] for r in db.requests(bob)] == ["served"], what="bob's request served")
+
+    tg.push_group_text(group, bob, "lunch anyone?")  # members talking among themselves
+    tg.push_group_text(group, bob, "/start@other_bot")  # another bot's command
+    await settle(tg)
+    assert len(tg.messages(group)) == 2
+    assert len(db.requests(bob)) == 1 and db.credits(bob) == FREE_CREDITS - 1
+    assert [r["chat_id"] for r in db.requests(alice)] == [group]
+
