@@ -68,6 +68,7 @@ class Settings(BaseSettings):
 
     # tuning knobs
     stream_edit_interval: float = Field(1.0, ge=0)  # seconds between edits of a streamed reply (0: every delta)
+    stream_drafts: bool = True  # private chats see a streamed reply as a native draft (sendMessageDraft)
     history_max_chars: int = Field(12_000, ge=0)  # conversation sent to the model, newest kept
     parallel_requests: int = Field(64, ge=1)  # requests worked on at once; more wait their turn, first come first
     request_lease_seconds: float = Field(30.0, ge=1)  # an open request not renewed for this long is an orphan

@@ -26,6 +26,7 @@ from loguru import logger
 from bot.i18n import Translate
 from bot.services.captions import caption_html
 from bot.services.delivery import MediaFetchError, TextStreamer, media_bytes, send_media
+from bot.services.drafts import DraftStreamer, is_private
 from bot.services.progress import ProgressMessage, chat_action
 from bot.services.telegram_retry import with_retry
 from bot.settings import Settings
@@ -143,10 +144,12 @@ class Answers:
 
     def text(self, ask: Ask, label: str, request: GenerationRequest) -> Work:
         async def work(hooks: CallHooks, gate: Gate, state: WorkState) -> Delivered:
-            streamer = TextStreamer(ask.bot, ask.chat_id, reply_to=ask.reply_to, thread_id=ask.thread_id,
-                                    interval=self.settings.stream_edit_interval,
-                                    first_after=min(FIRST_SHOW_S, self.settings.stream_edit_interval),
-                                    before_first=gate.delivering, after_first=gate.delivered)
+            # a private chat sees a native draft grow; elsewhere the reply is edited in place
+            kind = DraftStreamer if self.settings.stream_drafts and is_private(ask.chat_id) else TextStreamer
+            streamer = kind(ask.bot, ask.chat_id, reply_to=ask.reply_to, thread_id=ask.thread_id,
+                            interval=self.settings.stream_edit_interval,
+                            first_after=min(FIRST_SHOW_S, self.settings.stream_edit_interval),
+                            before_first=gate.delivering, after_first=gate.delivered)
             stream = self.manager.stream_text(request, label=label, hooks=hooks)
             text = ""
             try:

@@ -101,11 +101,16 @@ class TextStreamer:
             # an intermediate edit is not worth waiting for: the send limiter (bot.shared.limiter) raises
             # TelegramRetryAfter instead of holding it past the interval, and no 429 is sent again
             with patience(attempts=1, max_wait_s=max(self.interval, MIN_EDIT_WAIT_S)):
-                await self._show(text)
+                await self._preview(text)
         except TelegramRetryAfter as exc:
             self._blocked_until = self.clock() + exc.retry_after  # skip edits; finish() waits it out
         except (TelegramNetworkError, TelegramBadRequest) as exc:
             logger.debug("intermediate edit skipped: {}", exc)
+
+    async def _preview(self, text: str) -> None:
+        """How the text so far is shown before it is complete: here the messages edited in place
+        (`bot.services.drafts` shows a draft instead)."""
+        await self._show(text)
 
     async def finish(self, text: str) -> list[int]:
         """Deliver the final `text` whatever Telegram throws at us; returns the message ids."""

@@ -36,7 +36,8 @@ async def chat_streamed_history_kept_and_new_resets(h: CoreHarness) -> None:
     await h.say(USER, "Hi bot")
     replies = [m for m in h.tg.messages(USER) if "how can I help" in m.plain]
     assert len(replies) == 1 and replies[0].plain == "Hello there, how can I help you today with your question?"
-    assert replies[0].edits >= 1  # it grew in place, then ended on the whole answer
+    # a private chat: it grew as a native draft, then was sent once, whole
+    assert replies[0].edits == 0 and len(h.tg.drafts[USER]) >= 1
     assert replies[0].entities[0]["type"] == "bold"
     [served] = h.requests(USER)
     assert served["status"] == "served" and served["provider"] == "first" and served["credits_charged"] == 1

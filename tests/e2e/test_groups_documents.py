@@ -2,7 +2,8 @@
 
 - a PDF with a question: the PDF's text reaches the provider; an encrypted PDF is refused, nothing charged;
 - in a group: a mention and a reply to the bot are answered, a plain message is ignored (no request row),
-  `/start@otherbot` is ignored.
+  `/start@otherbot` is ignored;
+- a private chat's streamed answer is shown as drafts, then sent as one message; a group's is edited.
 """
 
 from __future__ import annotations
@@ -64,3 +65,25 @@ async def test_in_a_group_mentions_and_replies_are_answered_and_the_rest_ignored
     assert len(db.requests(bob)) == 1 and db.credits(bob) == FREE_CREDITS - 1
     assert [r["chat_id"] for r in db.requests(alice)] == [group]
 
+
+async def test_a_private_answer_streams_as_drafts_and_a_group_answer_as_edits(live: Live) -> None:
+    tg, user, group = live.tg, 2305, -100_2305
+    live.fakes.primary.reply_text = " ".join(f"word{i}" for i in range(40))
+    live.fakes.primary.stream_pace_s = 0.05  # two seconds of streaming: several drafts at 0.2 s apart
+    try:
+        tg.push_message(user, "Tell me a long story")
+        await tg.wait_for(lambda: tg.texts(user), timeout=20)
+        [message] = tg.messages(user)
+        assert message.plain == live.fakes.primary.reply_text and message.edits == 0
+        drafts = tg.drafts[user]
+        assert len(drafts) >= 3 and len({d.draft_id for d in drafts}) == 1
+        assert all(live.fakes.primary.reply_text.startswith(d.plain) for d in drafts)
+        assert len(tg.calls_of("sendMessageDraft")) >= len(drafts)
+
+        tg.push_group_text(group, user, f"{BOT} tell the group a long story")
+        await tg.wait_for(lambda: [m for m in tg.messages(group) if m.plain == live.fakes.primary.reply_text],
+                          timeout=20)
+        [reply] = tg.messages(group)
+        assert reply.edits >= 1 and tg.drafts[group] == []
+    finally:
+        live.fakes.primary.stream_pace_s = 0.0
