@@ -49,7 +49,7 @@ async def take_job(life: RequestLife, job: Job) -> None:
         if label is None:  # the providers file changed between the front and this worker
             await life.fail(run, "internal", f"label {job.label!r} is unknown here", ask.t("errors.internal", ref=rid))
             return
-        await life.supervise(run, life.make_work(job.work)(ask, label.name, job.request))
+        await life.supervise(run, life.make_work(job.work, job.transcriber)(ask, label.name, job.request))
     finally:
         life.slots.release(slot)
 

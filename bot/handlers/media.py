@@ -1,15 +1,22 @@
-"""/image, /video, /tts, and /edit on a photo (as its caption, or as a reply to it)."""
+"""/image, /video, /tts, and /edit on a photo (as its caption, or as a reply to it); in a private chat a
+photo with any other caption (or none) is a question about it, and a voice or audio message is transcribed
+and answered.
+
+`/edit <op> [text]` names an operation in the words people type ("remove background", "remove bg",
+"search and replace", "upscale x2", "extend"); anything else after /edit is an instruction
+(`/edit make it night`: EditOp.INSTRUCT), served by an instruction-following model.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Any
 
-from aiogram import Bot, Router
+from aiogram import Bot, F, Router
+from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message, Update
@@ -18,20 +25,22 @@ from loguru import logger
 from bot.i18n import Translate
 from bot.services.answers import Ask
 from bot.services.generation import GenerationService
+from bot.services.telegram_files import DOWNLOAD_LIMIT, TooBig, download_capped
 from db.repo.users import UserView
-from providers.types import Category, EditOp, GenerationRequest
+from providers.types import Category, EditOp, GenerationRequest, ImagePart
 
-if TYPE_CHECKING:
-    from typing_extensions import Buffer  # collections.abc.Buffer is 3.12+
+__all__ = ["DOWNLOAD_LIMIT", "EditCommand", "TooBig", "download_capped", "parse_edit", "router"]
 
-DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the Bot API's getFile limit
+# The words that name an operation, as people type them (after lower-casing; "-" and "_" read as spaces).
 OPS = {
-    "erase": EditOp.ERASE, "inpaint": EditOp.INPAINT, "outpaint": EditOp.OUTPAINT,
-    "remove_background": EditOp.REMOVE_BACKGROUND, "removebg": EditOp.REMOVE_BACKGROUND,
-    "bg": EditOp.REMOVE_BACKGROUND, "remove-background": EditOp.REMOVE_BACKGROUND,
-    "search_replace": EditOp.SEARCH_REPLACE, "replace": EditOp.SEARCH_REPLACE,
-    "search-replace": EditOp.SEARCH_REPLACE, "upscale": EditOp.UPSCALE,
+    "erase": EditOp.ERASE, "inpaint": EditOp.INPAINT, "outpaint": EditOp.OUTPAINT, "extend": EditOp.OUTPAINT,
+    "remove background": EditOp.REMOVE_BACKGROUND, "removebg": EditOp.REMOVE_BACKGROUND,
+    "remove bg": EditOp.REMOVE_BACKGROUND, "bg": EditOp.REMOVE_BACKGROUND,
+    "search replace": EditOp.SEARCH_REPLACE, "search and replace": EditOp.SEARCH_REPLACE,
+    "replace": EditOp.SEARCH_REPLACE, "upscale": EditOp.UPSCALE,
 }
+_LONGEST_FIRST = sorted(OPS, key=len, reverse=True)
+_SCALE = re.compile(r"^[x×](?P<n>[2-8])\b\s*|^(?P<m>[2-8])[x×]\b\s*", re.I)
 NEEDS_TEXT = {EditOp.INPAINT}
 _REPLACE = re.compile(r"^(?P<old>.+?)\s*(?:\s(?:with|на)\s|->|→|=>)\s*(?P<new>.+)$", re.I | re.S)
 
@@ -63,17 +72,42 @@ class EditCommand:
     op: EditOp
     prompt: str = ""
     search: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # upscale: {"scale": 2}
+
+
+def _named_op(text: str) -> tuple[EditOp, str] | None:
+    """The operation `text` starts with and the rest of it, or None when it names none."""
+    plain = " ".join(text.lower().replace("-", " ").replace("_", " ").split())
+    for name in _LONGEST_FIRST:
+        if plain == name or plain.startswith(name + " "):
+            return OPS[name], _after_words(text, len(name.split()))
+    return None
+
+
+def _after_words(text: str, n: int) -> str:
+    """`text` without its first `n` words ("-" and "_" join words, as in remove-background)."""
+    parts = re.split(r"([\s_-]+)", text.strip())
+    words = 0
+    for i in range(0, len(parts), 2):
+        if parts[i]:
+            words += 1
+        if words == n:
+            return "".join(parts[i + 1:]).lstrip(" _-\t\n")
+    return ""
 
 
 def parse_edit(args: str | None) -> EditCommand | str:
-    """The edit asked for, or the i18n key (with `{op}`) of what is wrong with it."""
-    words = (args or "").strip().split(maxsplit=1)
-    if not words:
+    """The edit asked for, or the i18n key (with `{op}`) of what is wrong with it. Words that name no
+    operation are an instruction (`instruct`)."""
+    text = (args or "").strip()
+    if not text:
         return "usage.edit"
-    op = OPS.get(words[0].lower().replace("-", "_")) or OPS.get(words[0].lower())
-    if op is None:
-        return "usage.edit_unknown_op"
-    rest = words[1].strip() if len(words) > 1 else ""
+    named = _named_op(text)
+    if named is None:
+        return EditCommand(EditOp.INSTRUCT, text)
+    op, rest = named
+    if op is EditOp.UPSCALE and (scale := _SCALE.match(rest)):
+        return EditCommand(op, rest[scale.end():].strip(), options={"scale": int(scale.group("n") or scale.group("m"))})
     if op is EditOp.SEARCH_REPLACE:
         match = _REPLACE.match(rest)
         if not match:
@@ -113,7 +147,7 @@ async def cmd_edit(message: Message, command: CommandObject, bot: Bot, t: Transl
         return
     file_id, size, mime = photo
     request = GenerationRequest(Category.IMAGE_EDIT, prompt=parsed.prompt, image_mime=mime, edit_op=parsed.op,
-                                search_prompt=parsed.search)
+                                search_prompt=parsed.search, options=parsed.options)
     # before the download: a busy user's photo would be fetched only to be refused
     if await generation.refused_as_busy(ask, user, request):
         return
@@ -134,37 +168,48 @@ async def cmd_edit(message: Message, command: CommandObject, bot: Bot, t: Transl
     await generation.media(ask, user, dataclasses.replace(request, image=image), "usage.edit")
 
 
-class TooBig(Exception):
-    """The file is larger than the download cap."""
+async def on_photo(message: Message, bot: Bot, t: Translate, user: UserView, generation: GenerationService,
+                   event_update: Update) -> None:
+    """A photo (or an image sent as a file) whose caption is not /edit: a chat message with the image. Only
+    its Telegram file id travels; the bytes are fetched when the request runs (bot.services.vision)."""
+    ask = _ask(message, bot, t, event_update)
+    photo = _photo_of(message)
+    if photo is None:
+        return
+    file_id, size, mime = photo
+    if size > DOWNLOAD_LIMIT:
+        await ask.say(t("errors.photo_too_big"))
+        return
+    await generation.chat_photo(ask, user, message.caption or "", ImagePart(mime, ref=file_id))
 
 
-class _CappedBuffer(io.BytesIO):
-    """A BytesIO that refuses to grow past `limit`: the download stops at the chunk that crosses it."""
+async def on_voice(message: Message, bot: Bot, t: Translate, user: UserView, generation: GenerationService,
+                   event_update: Update) -> None:
+    """A voice or audio message: downloaded (capped), transcribed, answered as chat."""
+    ask = _ask(message, bot, t, event_update)
+    recording = message.voice or message.audio
+    if recording is None:
+        return
+    request = GenerationRequest(Category.TEXT, audio_mime=recording.mime_type or "audio/ogg",
+                                audio_seconds=float(recording.duration or 0))
+    if await generation.refused_as_busy(ask, user, request):  # before the download, as /edit does
+        return
+    if (recording.file_size or 0) > DOWNLOAD_LIMIT:
+        await ask.say(t("errors.voice_too_big"))
+        return
+    try:
+        audio = await download_capped(bot, recording.file_id, DOWNLOAD_LIMIT)
+    except TooBig:
+        await ask.say(t("errors.voice_too_big"))
+        return
+    except TelegramAPIError as exc:
+        logger.info("voice download failed for user {}: {}", user.tg_id, exc)
+        audio = b""
+    if not audio:
+        await ask.say(t("errors.voice_failed"))
+        return
+    await generation.voice(ask, user, dataclasses.replace(request, audio=audio))
 
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def write(self, data: Buffer) -> int:
-        if self.tell() + memoryview(data).nbytes > self.limit:
-            raise TooBig
-        return super().write(data)
-
-
-async def download_capped(bot: Bot, file_id: str, limit: int) -> bytes:
-    """The file's bytes, refused (TooBig) past `limit` even when Telegram does not say its size.
-
-    getFile's file_size is checked first; when it is missing, the download itself is counted chunk by
-    chunk, so a file larger than announced (or never announced) cannot fill the memory.
-    """
-    file = await bot.get_file(file_id)
-    if file.file_size is not None and file.file_size > limit:
-        raise TooBig
-    if not file.file_path:
-        return b""
-    buffer = _CappedBuffer(limit)
-    await bot.download_file(file.file_path, destination=buffer)
-    return buffer.getvalue()
 
 def router() -> Router:
     """A fresh router for one Dispatcher."""
@@ -173,4 +218,7 @@ def router() -> Router:
     built.message.register(cmd_video, Command("video"))
     built.message.register(cmd_tts, Command("tts"))
     built.message.register(cmd_edit, Command("edit"))
+    private = F.chat.type == ChatType.PRIVATE
+    built.message.register(on_photo, private, F.photo | F.document.mime_type.startswith("image/"))
+    built.message.register(on_voice, private, F.voice | F.audio)
     return built

@@ -10,6 +10,7 @@ the request's life (`bot.services.lifecycle`) turns what a work returns or raise
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ from bot.services.captions import caption_html
 from bot.services.delivery import MediaFetchError, TextStreamer, media_bytes, send_media
 from bot.services.drafts import DraftStreamer, is_private
 from bot.services.progress import ProgressMessage, chat_action
+from bot.services.telegram_files import DOWNLOAD_LIMIT
 from bot.services.telegram_retry import with_retry
+from bot.services.vision import PhotoGone, fetch_images
 from bot.settings import Settings
 from db.repo.history import Conversation
 from providers import (
@@ -36,6 +39,7 @@ from providers import (
     Attempt,
     CallHooks,
     Category,
+    ChatMessage,
     EditOp,
     GenerationRequest,
     ProviderError,
@@ -49,7 +53,7 @@ from providers.outbound import OutboundPolicy
 FIRST_SHOW_S = 0.3
 TYPING_AFTER_S = 0.5
 ACTIONS = {Category.TEXT: "typing", Category.IMAGE: "upload_photo", Category.IMAGE_EDIT: "upload_photo",
-           Category.VIDEO: "record_video", Category.AUDIO: "upload_voice"}
+           Category.VIDEO: "record_video", Category.AUDIO: "upload_voice", Category.TRANSCRIPTION: "typing"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +148,14 @@ class Answers:
 
     def text(self, ask: Ask, label: str, request: GenerationRequest) -> Work:
         async def work(hooks: CallHooks, gate: Gate, state: WorkState) -> Delivered:
+            asked = await self._with_images(ask, request)
             # a private chat sees a native draft grow; elsewhere the reply is edited in place
             kind = DraftStreamer if self.settings.stream_drafts and is_private(ask.chat_id) else TextStreamer
             streamer = kind(ask.bot, ask.chat_id, reply_to=ask.reply_to, thread_id=ask.thread_id,
                             interval=self.settings.stream_edit_interval,
                             first_after=min(FIRST_SHOW_S, self.settings.stream_edit_interval),
                             before_first=gate.delivering, after_first=gate.delivered)
-            stream = self.manager.stream_text(request, label=label, hooks=hooks)
+            stream = self.manager.stream_text(asked, label=label, hooks=hooks)
             text = ""
             try:
                 async with chat_action(ask.bot, ask.chat_id, "typing", after=TYPING_AFTER_S, thread_id=ask.thread_id):
@@ -171,6 +176,35 @@ class Answers:
                 raise AnswerFailed("chat.empty_answer", "empty_answer")
             await streamer.finish(text)
             return Delivered(stream.result, (ask.conversation, ask.user_id, request.prompt, text))
+
+        return work
+
+    async def _with_images(self, ask: Ask, request: GenerationRequest) -> GenerationRequest:
+        """The request with the bytes of the images it shows (bot.services.vision: at most the newest one
+        from the past, and the one just sent, which must come)."""
+        try:
+            return await fetch_images(ask.bot, request, DOWNLOAD_LIMIT)
+        except PhotoGone as exc:
+            raise AnswerFailed("errors.photo_failed", "photo_fetch") from exc
+
+    def voice(self, ask: Ask, label: str, request: GenerationRequest, transcriber: str) -> Work:
+        """A voice message: transcribed with the `transcriber` label first, the transcript shown, then answered
+        as a chat message with `label`. One request: one reservation of both labels' credits, one close (a
+        failure at either step refunds both); its cost is both calls'."""
+        async def work(hooks: CallHooks, gate: Gate, state: WorkState) -> Delivered:
+            listening = GenerationRequest(Category.TRANSCRIPTION, audio=request.audio, audio_mime=request.audio_mime,
+                                          audio_seconds=request.audio_seconds)
+            async with chat_action(ask.bot, ask.chat_id, "typing"):
+                heard = await self.manager.generate(listening, label=transcriber, hooks=hooks)
+            transcript = (heard.text or "").strip()
+            if not transcript:
+                raise AnswerFailed("chat.nothing_heard", "empty_transcript")
+            await ask.say(ask.t("chat.heard", text=escape(transcript)))
+            question = dataclasses.replace(request, prompt=transcript, audio=None,
+                                           messages=(*request.messages, ChatMessage("user", transcript)))
+            answered = await self.text(ask, label, question)(hooks, gate, state)
+            cost = answered.result.cost_micros + heard.cost_micros
+            return dataclasses.replace(answered, result=dataclasses.replace(answered.result, cost_micros=cost))
 
         return work
 

@@ -44,6 +44,7 @@ from bot.services.durable import DurableWrites, WriteFailed, attempt_record, ser
 from bot.services.failures import category_name, credits_text, failure_text, refusal_text, with_outcome
 from bot.services.leases import Leases
 from bot.services.running import Slot, Slots
+from bot.services.vision import recalled
 from bot.services.writes import WriteQueue
 from bot.settings import Settings
 from db.repo import history, lifecycle
@@ -139,31 +140,39 @@ class RequestLife:
         self.turns = asyncio.Semaphore(settings.parallel_requests)
 
     # --- serve ---------------------------------------------------------------------------------
-    def make_work(self, kind: WorkKind) -> MakeWork:
+    def make_work(self, kind: WorkKind, transcriber: str | None = None) -> MakeWork:
+        """The work of a kind; a voice message's names its transcription label too."""
+        if kind == "voice":
+            if transcriber is None:
+                raise ValueError("a voice message needs its transcription label")
+            return lambda ask, label, request: self.answers.voice(ask, label, request, transcriber)
         return self.answers.text if kind == "text" else self.answers.media
 
     async def serve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, work: WorkKind,
-                    history_chars: int | None = None) -> None:
+                    history_chars: int | None = None, *, transcriber: LabelConfig | None = None) -> None:
+        """`transcriber` (a voice message): its label's credits are reserved with `label`'s, in the same
+        request row, and refunded with them; the work transcribes first (`Answers.voice`)."""
         slot = self.slots.claim(ask.user_id)
         if slot is None:
             await self._refuse_busy(ask, label, request)
             return
         try:
             async with contextlib.nullcontext() if request.category in UNLIMITED else self.turns:
-                await self._serve(ask, slot, label, request, work, history_chars)
+                await self._serve(ask, slot, label, request, work, history_chars, transcriber)
         finally:
             self.slots.release(slot)
 
     async def _serve(self, ask: Ask, slot: Slot, label: LabelConfig, request: GenerationRequest, work: WorkKind,
-                     history_chars: int | None) -> None:
+                     history_chars: int | None, transcriber: LabelConfig | None = None) -> None:
         slot.admitted = True
+        credits = label.credits + (transcriber.credits if transcriber is not None else 0)
         if slot.canceled:  # /cancel came while it waited its turn: nothing was charged
             slot.reservation_done(None)
             return
         try:
             route = self.manager.route_for(request.category, label)
             try:
-                reservation, past = await self._reserve(ask, label, request, route, history_chars)
+                reservation, past = await self._reserve(ask, label, request, route, history_chars, credits)
             finally:
                 slot.reservation_done(None)  # whatever happened, a waiting /cancel may look now
             if reservation.status == "duplicate":
@@ -175,19 +184,21 @@ class RequestLife:
                 await ask.say(ask.t("errors.wait"))
                 return
             if not reservation.ok or reservation.request_id is None:
-                if text := refusal_text(reservation, label.credits, ask.t, self.settings.timezone):
+                if text := refusal_text(reservation, credits, ask.t, self.settings.timezone):
                     await ask.say(text)
                 return
             slot.request_id = reservation.request_id
-            self.metrics.reserved(str(request.category), label.name, label.credits)
+            self.metrics.reserved(str(request.category), label.name, credits)
             if past:
                 request = dataclasses.replace(request, messages=(*past, *request.messages))
             if self.queue is not None:
                 await self._enqueue(ask, Job(reservation.request_id, ask.user_id, ask.chat_id, ask.t.lang, label.name,
-                                             work, request, ask.reply_to, ask.update_id, ask.thread_id))
+                                             work, request, ask.reply_to, ask.update_id, ask.thread_id,
+                                             transcriber.name if transcriber is not None else None))
                 return
             run = Run(reservation.request_id, ask, slot, request.category, WorkState(route), label=label.name)
-            await self.supervise(run, self.make_work(work)(ask, label.name, request))
+            made = self.make_work(work, transcriber.name if transcriber is not None else None)
+            await self.supervise(run, made(ask, label.name, request))
         except WriteFailed:
             await ask.say(ask.t("errors.not_started"))
 
@@ -206,7 +217,7 @@ class RequestLife:
                 await ask.say(with_outcome(ask.t("errors.not_started"), closed, ask.t))
 
     async def _reserve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, route: list[str],
-                       history_chars: int | None) -> tuple[Reservation, list[ChatMessage]]:
+                       history_chars: int | None, credits: int) -> tuple[Reservation, list[ChatMessage]]:
         # a front reserves for whichever worker takes the request; one process reserves for itself
         queued = self.queue is not None
         owner = QUEUE_OWNER if self.queue is not None else self.leases.owner
@@ -216,12 +227,12 @@ class RequestLife:
             done = await lifecycle.reserve_request(
                 session, owner=owner, lease_until=until, tg_id=ask.user_id, update_id=ask.update_id,
                 chat_id=ask.chat_id, label=label.name, category=str(request.category), prompt=request.prompt,
-                credits=label.credits, budget=self.budget, route_first_provider=route[0] if route else None,
+                credits=credits, budget=self.budget, route_first_provider=route[0] if route else None,
                 start=not queued, exclusive=queued)
             if not done.ok or history_chars is None:
                 return done, []
             past = await history.load_history(session, ask.conversation, history_chars, prune=True)
-            return done, [ChatMessage(role, content) for role, content in past]
+            return done, recalled(past)  # the newest image kept by reference (bot.services.vision)
 
         if self.queue is None:
             reservation, past = await self.write(reserve)

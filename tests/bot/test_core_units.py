@@ -66,7 +66,17 @@ def test_throttling_never_lets_more_than_the_rate_through_in_a_window(gaps: list
     ("search_replace old car -> new red car", EditCommand(EditOp.SEARCH_REPLACE, "new red car", "old car")),
     ("replace кошка на собака", EditCommand(EditOp.SEARCH_REPLACE, "собака", "кошка")),
     ("UPSCALE", EditCommand(EditOp.UPSCALE)),
-    ("", "usage.edit"), (None, "usage.edit"), ("sharpen", "usage.edit_unknown_op"),
+    ("remove background", EditCommand(EditOp.REMOVE_BACKGROUND)),
+    ("Remove BG please", EditCommand(EditOp.REMOVE_BACKGROUND, "please")),
+    ("search and replace cat with dog", EditCommand(EditOp.SEARCH_REPLACE, "dog", "cat")),
+    ("upscale x2", EditCommand(EditOp.UPSCALE, options={"scale": 2})),
+    ("upscale 4x sharper", EditCommand(EditOp.UPSCALE, "sharper", options={"scale": 4})),
+    ("extend", EditCommand(EditOp.OUTPAINT)),
+    ("extend a wider beach", EditCommand(EditOp.OUTPAINT, "a wider beach")),
+    ("make the sky purple", EditCommand(EditOp.INSTRUCT, "make the sky purple")),
+    ("remove the person on the left", EditCommand(EditOp.INSTRUCT, "remove the person on the left")),
+    ("сделай ночь", EditCommand(EditOp.INSTRUCT, "сделай ночь")),
+    ("", "usage.edit"), (None, "usage.edit"), ("sharpen", EditCommand(EditOp.INSTRUCT, "sharpen")),
     ("inpaint", "usage.edit_needs_text"), ("replace cat", "usage.search_replace"),
 ])
 def test_parse_edit(args: str | None, want: EditCommand | str) -> None:

@@ -246,8 +246,8 @@ async def test_tts_is_sent_as_a_voice_message(h: CoreHarness) -> None:
 async def test_edit_needs_a_photo_and_a_known_operation(h: CoreHarness) -> None:
     await h.say(USER, "/edit upscale")
     assert "Send a photo" in (h.tg.last_text(USER) or "")
-    await h.say(USER, "/edit sharpen")
-    assert "I don't know the edit" in (h.tg.last_text(USER) or "")
+    await h.say(USER, "/edit make it sharper")  # an instruction: it needs a photo too
+    assert "Send a photo" in (h.tg.last_text(USER) or "")
     update_id = h.tg.push_photo(USER, PNG_1X1, caption="/edit inpaint")
     await h.feed(update_id)
     assert "needs a description" in (h.tg.last_text(USER) or "")

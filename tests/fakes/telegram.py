@@ -159,6 +159,15 @@ class FakeTelegram(FakeServer):
             message["entities"] = entities
         return self.push_update({"message": message})
 
+    def push_voice(self, user_id: int, data: bytes, duration: int, *, mime_type: str = "audio/ogg",
+                   language_code: str = "en") -> int:
+        """A user's voice message (Opus in Ogg, as Telegram records them), `duration` seconds long."""
+        user = self.remember_user(user_id, "Tester", language_code, None, None)
+        stored = self.store_file(data, "voice", ".oga", mime_type)
+        voice = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "duration": duration,
+                 "mime_type": mime_type, "file_size": len(data)}
+        return self.push_update({"message": self._user_message(user, {"voice": voice})})
+
     def push_photo(self, user_id: int, photo_bytes: bytes, caption: str = "", *, first_name: str = "Tester",
                    language_code: str = "en", username: str | None = None, with_size: bool = True) -> int:
         """A user's photo; `with_size=False`: no file_size on it or from getFile, as Telegram may do."""
