@@ -65,6 +65,12 @@ def without_mentions(message: Message, me: User) -> str:
     if not me.username:
         return text.strip()
     encoded = text.encode("utf-16-le")  # entity offsets count UTF-16 code units
+    space = " ".encode("utf-16-le")
     for mention in sorted(_mentions(text, entities, me.username), key=lambda e: e.offset, reverse=True):
-        encoded = encoded[:mention.offset * 2] + encoded[(mention.offset + mention.length) * 2:]
+        start, end = mention.offset * 2, (mention.offset + mention.length) * 2
+        if encoded[start - 2:start] == space:  # "Hey @bot, look" reads "Hey, look"
+            start -= 2
+        elif encoded[end:end + 2] == space:
+            end += 2
+        encoded = encoded[:start] + encoded[end:]
     return encoded.decode("utf-16-le").strip()

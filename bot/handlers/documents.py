@@ -16,11 +16,11 @@ from aiogram.types import Message, Update
 from loguru import logger
 
 from bot.addressing import GROUP_CHATS, without_mentions
-from bot.handlers.media import TooBig, download_capped
 from bot.i18n import Translate
 from bot.services.answers import Ask
 from bot.services.documents import Limits, Refused, accepted, read_document
 from bot.services.generation import GenerationService
+from bot.services.telegram_files import TooBig, download_capped
 from bot.settings import Settings
 from db.repo.users import UserView
 from providers import Category, GenerationRequest

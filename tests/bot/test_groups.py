@@ -53,7 +53,7 @@ async def test_a_reply_to_the_bot_is_answered_with_the_groups_conversation(h: Co
     await _say(h, BOB, "and what number was it?", reply_to=answer.message_id)
     assert [m.plain for m in h.tg.messages(GROUP)] == [FIRST_REPLY, FIRST_REPLY]
     second = h.first.calls_to("/chat/completions")[-1]
-    assert _user_turns(second) == ["User3001: Hey , remember the number 7", FIRST_REPLY,
+    assert _user_turns(second) == ["User3001: Hey, remember the number 7", FIRST_REPLY,
                                    "User3002: and what number was it?"]
     assert h.credits(BOB) == h.settings.free_credits - 1 and len(h.requests(BOB)) == 1
 
@@ -92,3 +92,20 @@ async def test_each_forum_topic_is_a_conversation_of_its_own_answered_in_its_top
     await _say(h, BOB, f"/new{BOT}", thread_id=7)  # starts the topic over, for everyone in it
     await _say(h, ALICE, f"{BOT} fresh start", thread_id=7)
     assert _user_turns(h.first.calls_to("/chat/completions")[-1]) == ["User3001: fresh start"]
+
+
+@pytest.mark.parametrize(("text", "question"), [
+    (f"{BOT} what now?", "what now?"), (f"Hey {BOT}, look", "Hey, look"),
+    (f"{BOT.upper()} shout", "shout"), (f"ask {BOT} and @other_bot", "ask and @other_bot"),
+    (f"😀 {BOT} emoji first", "😀 emoji first"),  # offsets count UTF-16 units: the emoji is two
+])
+def test_the_question_is_the_text_without_the_bots_name(text: str, question: str) -> None:
+    from aiogram.types import Chat, Message, MessageEntity, User
+
+    from bot.addressing import addressed_to, without_mentions
+    from tests.fakes.telegram import _mention_entities
+
+    me = User(id=1, is_bot=True, first_name="Bot", username="fake_ai_bot")
+    message = Message(message_id=1, date=0, chat=Chat(id=GROUP, type="supergroup"), text=text,
+                      entities=[MessageEntity(**e) for e in _mention_entities(text)])
+    assert addressed_to(message, me) and without_mentions(message, me) == question
