@@ -10,6 +10,10 @@ In a group or supergroup the bot answers a message that
 Everything else is conversation between members: `bot.middlewares.addressing` drops it before the flood
 limit, the database session and the user upsert, so it costs no reply, no charge and no row. Private chats
 are always addressed to the bot.
+
+What a group message asks (`group_question`) is its text without the bot's name, signed with the sender's
+name (a group's conversation has many speakers), and with the message it replies to quoted, so that
+"@bot translate this" in reply to a member's message has that message to work on.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from aiogram.enums import ChatType
 from aiogram.types import Message, MessageEntity, User
 
 GROUP_CHATS = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
+QUOTE_MAX = 1500  # characters of a replied-to message quoted in the question (the question must fit MAX_PROMPT_CHARS)
 
 
 def _text_and_entities(message: Message) -> tuple[str, list[MessageEntity]]:
@@ -74,3 +79,23 @@ def without_mentions(message: Message, me: User) -> str:
             end += 2
         encoded = encoded[:start] + encoded[end:]
     return encoded.decode("utf-16-le").strip()
+
+
+def group_question(message: Message, me: User, default: str = "") -> str:
+    """The question of a group message as the model reads it (see the module docstring); "" when it asks
+    nothing and quotes nothing."""
+    asked = without_mentions(message, me) or default
+    replied = message.reply_to_message
+    quoted = ""
+    if replied is not None and replied.forum_topic_created is None and not _replies_to(message, me):
+        quoted = (replied.text or replied.caption or "").strip()  # the bot's own is in the conversation already
+    if not asked and not quoted:
+        return ""
+    name = message.from_user.full_name if message.from_user else "?"
+    if not quoted:
+        return f"{name}: {asked}"
+    author = replied.from_user.full_name if replied is not None and replied.from_user else "?"
+    if len(quoted) > QUOTE_MAX:
+        quoted = quoted[:QUOTE_MAX] + "…"
+    said = f"{name}: {asked}" if asked else f"{name}:"
+    return f"{said}\n[in reply to {author}: {quoted}]"

@@ -1,8 +1,9 @@
 """The catch-all router: /new, plain text to the user's chat label, a hint for anything else.
 
 It comes last, so every command router (admin included) has had its turn first. In a group it sees only
-what is addressed to the bot (`bot.middlewares.addressing`); the question is the text without the bot's
-@username, signed with the sender's name so that the model can tell the members of a conversation apart.
+what is addressed to the bot (`bot.middlewares.addressing`); the question is `bot.addressing.group_question`:
+signed with the sender's name, so that the model can tell the members of a conversation apart, and with
+the member's message it replies to quoted.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from aiogram.filters import Command
 from aiogram.types import Message, Update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.addressing import GROUP_CHATS, without_mentions
+from bot.addressing import GROUP_CHATS, group_question
 from bot.i18n import Translate
 from bot.services.answers import Ask
 from bot.services.generation import GenerationService
@@ -40,9 +41,7 @@ async def chat(message: Message, bot: Bot, t: Translate, user: UserView, generat
                event_update: Update) -> None:
     text = message.text or ""
     if message.chat.type in GROUP_CHATS:
-        text = without_mentions(message, await bot.me())
-        if text and message.from_user is not None:
-            text = f"{message.from_user.full_name}: {text}"
+        text = group_question(message, await bot.me())
     await generation.chat(Ask.of(message, bot, t, event_update.update_id), user, text)
 
 

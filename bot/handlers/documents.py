@@ -15,7 +15,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message, Update
 from loguru import logger
 
-from bot.addressing import GROUP_CHATS, without_mentions
+from bot.addressing import GROUP_CHATS, group_question
 from bot.i18n import Translate
 from bot.services.answers import Ask
 from bot.services.documents import Limits, Refused, accepted, read_document
@@ -27,11 +27,10 @@ from providers import Category, GenerationRequest
 
 
 async def _question(message: Message, bot: Bot, t: Translate) -> str:
-    """The caption, without the bot's @username in a group (signed there, as chat messages are)."""
+    """The caption (in a group: as chat messages are read there, `group_question`)."""
     if message.chat.type not in GROUP_CHATS:
         return (message.caption or "").strip() or t("documents.default_question")
-    question = without_mentions(message, await bot.me()) or t("documents.default_question")
-    return f"{message.from_user.full_name}: {question}" if message.from_user else question
+    return group_question(message, await bot.me(), t("documents.default_question"))
 
 
 async def on_document(message: Message, bot: Bot, t: Translate, user: UserView, generation: GenerationService,

@@ -72,6 +72,16 @@ async def test_everything_else_said_in_the_group_costs_nothing(h: CoreHarness) -
     assert h.requests(CAROL) == [] and len(h.first.calls_to("/chat/completions")) == 1
 
 
+async def test_a_mention_in_reply_to_a_member_quotes_that_members_message(h: CoreHarness) -> None:
+    bonjour = await _say(h, BOB, "Bonjour tout le monde")  # not for the bot: ignored, but Alice answers it
+    bonjour_id = h.tg._update_log[bonjour]["message"]["message_id"]
+    await _say(h, ALICE, f"{BOT} translate this", reply_to=bonjour_id)
+    await _say(h, CAROL, BOT, reply_to=bonjour_id)  # the mention alone: the quoted message is the question
+    first, second = h.first.calls_to("/chat/completions")
+    assert _user_turns(first)[-1] == "User3001: translate this\n[in reply to User3002: Bonjour tout le monde]"
+    assert _user_turns(second)[-1] == "User3003:\n[in reply to User3002: Bonjour tout le monde]"
+
+
 async def test_commands_for_the_bot_are_answered(h: CoreHarness) -> None:
     await _say(h, ALICE, f"/start{BOT}")
     await _say(h, ALICE, "/balance")  # a bare command: Telegram gives a bot those too
