@@ -133,3 +133,18 @@ async def test_paysupport_explains_lists_payments_and_passes_a_message_to_the_ad
     to_admin = h.tg.last_text(1001) or ""
     assert "I paid & <b>got</b> nothing?" in to_admin and str(USER) in to_admin
     assert charge.charge_id in to_admin
+
+
+async def test_a_grant_committed_before_a_failed_reply_stays_and_a_redelivery_only_tells_the_balance(
+        h: CoreHarness) -> None:
+    invoice = await buy(h, USER)
+    paying = await checkout(h, h.tg.stars.pay(USER, invoice))
+    assert paying.charge is not None
+    h.tg.block(USER)  # the reply cannot be sent, as if the process died right after the commit
+    await h.feed(paying.charge.update_ids[0])
+    assert h.credits(USER) == 110
+    h.tg.blocked.clear()
+    await h.boot()
+    await h.feed(paying.charge.update_ids[0])  # Telegram delivers it again
+    assert h.credits(USER) == 110 and ledger(h, USER) == [(10, "free"), (100, "purchase")]
+    assert "already on your balance" in (h.tg.last_text(USER) or "") and "110" in (h.tg.last_text(USER) or "")
