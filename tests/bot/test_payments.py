@@ -148,3 +148,16 @@ async def test_a_grant_committed_before_a_failed_reply_stays_and_a_redelivery_on
     await h.feed(paying.charge.update_ids[0])  # Telegram delivers it again
     assert h.credits(USER) == 110 and ledger(h, USER) == [(10, "free"), (100, "purchase")]
     assert "already on your balance" in (h.tg.last_text(USER) or "") and "110" in (h.tg.last_text(USER) or "")
+
+
+async def test_an_invoice_paid_in_a_group_is_credited_though_nobody_mentioned_the_bot(h: CoreHarness) -> None:
+    group = -1001234
+    await h.say(USER, "/start")
+    payload = InvoiceSigner.for_settings(h.settings).sign(CreditPack(100, 50), USER)
+    message = h.tg.new_message(group, h.tg.users[USER], {"successful_payment": {
+        "currency": "XTR", "total_amount": 50, "invoice_payload": payload,
+        "telegram_payment_charge_id": "stxInAGroup", "provider_payment_charge_id": ""}})
+    message["chat"] = {"id": group, "type": "supergroup", "title": "A group"}
+    await h.feed(h.tg.push_update({"message": message}))
+    assert h.credits(USER) == 110
+    assert "+100" in (h.tg.last_text(group) or "")
