@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from bot.queue import TASK_NAME, Job, queue_name
+from bot.shared.base import uncancellable
 from db.periods import utcnow
 
 if TYPE_CHECKING:
@@ -62,13 +63,13 @@ class RedisQueue:
     async def reserving(self, user_id: int) -> AsyncIterator[bool]:
         """True while this front alone reserves for the user; False when another one is at it."""
         key, token = f"{self.prefix}reserving:{user_id}", secrets.token_hex(8)
-        got = bool(await self.redis.set(key, token, nx=True, px=RESERVING_LOCK_MS))
+        got = bool(await uncancellable(self.redis.set(key, token, nx=True, px=RESERVING_LOCK_MS)))
         try:
             yield got
         finally:
             if got:
                 with contextlib.suppress(Exception):
-                    await self.redis.eval(_UNLOCK, 1, key, token)
+                    await uncancellable(self.redis.eval(_UNLOCK, 1, key, token))
 
     async def stop(self, canceled: list[int], delivering: list[int]) -> None:
         if canceled or delivering:

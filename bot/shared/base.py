@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from loguru import logger
 from redis.exceptions import RedisError
@@ -11,6 +14,24 @@ from redis.exceptions import RedisError
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 _WARN_EVERY_S = 30.0
+T = TypeVar("T")
+
+
+async def uncancellable(command: Awaitable[T]) -> T:
+    """Await a Redis command so that cancelling the caller really cancels it.
+
+    redis-py can swallow a cancellation that lands while a command is in flight: the caller then runs on as
+    if never cancelled, and whoever awaits its end (a chat action loop stopped when the answer is out) waits
+    forever. The command runs as a task of its own behind a shield; a cancellation is raised in the caller,
+    and the command ends by itself (its outcome, an error too, is dropped)."""
+    task = asyncio.ensure_future(command)
+    task.add_done_callback(_drop_outcome)
+    return await asyncio.shield(task)
+
+
+def _drop_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # read, so asyncio does not log "exception was never retrieved"
 
 
 class Degraded:

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from bot.shared.base import REDIS_ERRORS, Degraded
+from bot.shared.base import REDIS_ERRORS, Degraded, uncancellable
 
 SEEN_TTL_S = 3600.0  # Telegram's re-deliveries come within minutes; the database catches anything later
 
@@ -49,8 +49,8 @@ class RedisSeenUpdates:
     async def first(self, update_id: int) -> bool:
         mine = self.local.first_now(update_id)  # also what answers while Redis does not
         try:
-            claimed = await self.redis.set(f"{self.prefix}update:{update_id}", "1", nx=True,
-                                           px=int(self.ttl_s * 1000))
+            claimed = await uncancellable(self.redis.set(f"{self.prefix}update:{update_id}", "1", nx=True,
+                                                         px=int(self.ttl_s * 1000)))
         except REDIS_ERRORS as exc:
             self._degraded.warn(exc)
             return mine

@@ -30,7 +30,7 @@ from loguru import logger
 from redis.asyncio import Redis
 
 from bot.services.telegram_retry import current_patience, mark_gave_up
-from bot.shared.base import REDIS_ERRORS, Degraded
+from bot.shared.base import REDIS_ERRORS, Degraded, uncancellable
 
 ChatKey = int | str | None  # None: a send that belongs to no chat (an inline message): the bot-wide limit only
 
@@ -201,7 +201,7 @@ class RedisSendLimiter:
         args = [1 if chat is not None else 0, cost, chat_step * 1000, chat_tol * 1000, all_step * 1000,
                 all_tol * 1000, -1 if max_wait is None else max_wait * 1000]
         try:
-            reserved, wait_ms = await self._reserve(keys=self._keys(chat), args=args)
+            reserved, wait_ms = await uncancellable(self._reserve(keys=self._keys(chat), args=args))
         except REDIS_ERRORS as exc:
             self._degraded.warn(exc)
             return await self.local.reserve(chat, cost=cost, max_wait=max_wait)
@@ -211,7 +211,7 @@ class RedisSendLimiter:
         await self.local.pause(chat, seconds)  # this process honours it even if Redis is gone
         key = self._keys(chat)[3 if chat is None else 2]
         try:
-            await self._pause(keys=[key], args=[max(1, math.ceil(seconds * 1000))])
+            await uncancellable(self._pause(keys=[key], args=[max(1, math.ceil(seconds * 1000))]))
         except REDIS_ERRORS as exc:
             self._degraded.warn(exc)
 

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from bot.shared.base import REDIS_ERRORS, Degraded
+from bot.shared.base import REDIS_ERRORS, Degraded, uncancellable
 
 
 class Claims(Protocol):
@@ -44,8 +44,8 @@ class RedisClaims:
 
     async def claim(self, key: str, ttl: float) -> bool:
         try:
-            return bool(await self.redis.set(f"{self.prefix}once:{key}", "1", nx=True,
-                                             px=max(1, int(ttl * 1000))))
+            return bool(await uncancellable(self.redis.set(f"{self.prefix}once:{key}", "1", nx=True,
+                                                           px=max(1, int(ttl * 1000)))))
         except REDIS_ERRORS as exc:
             self._degraded.warn(exc)
             return self.local.claim_now(key, ttl)

@@ -12,7 +12,7 @@ from typing import NamedTuple, Protocol
 
 from redis.asyncio import Redis
 
-from bot.shared.base import REDIS_ERRORS, Degraded
+from bot.shared.base import REDIS_ERRORS, Degraded, uncancellable
 
 
 class Verdict(NamedTuple):
@@ -85,7 +85,7 @@ class RedisFloodGate:
     async def hit(self, user_id: int) -> Verdict:
         keys = [f"{self.prefix}throttle:{user_id}", f"{self.prefix}throttle:warned:{user_id}"]
         try:
-            answer = await self._hit(keys=keys, args=[self.rate, self.window * 1000, uuid.uuid4().hex])
+            answer = await uncancellable(self._hit(keys=keys, args=[self.rate, self.window * 1000, uuid.uuid4().hex]))
         except REDIS_ERRORS as exc:
             self._degraded.warn(exc)
             return self.local.hit_now(user_id)
