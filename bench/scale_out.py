@@ -54,7 +54,7 @@ class Figures:
 
 
 async def one_run(workers: int, users: int, latency: float, pg_admin: str, redis: str, keep: bool,
-                  durable: bool = True) -> Figures:
+                  durable: bool = True, sends_per_second: float = 10_000) -> Figures:
     tmp = Path(tempfile.mkdtemp(prefix="scale-out-"))
     await flush_redis(redis)
     db = await PgDatabase(pg_admin).create()
@@ -67,7 +67,9 @@ async def one_run(workers: int, users: int, latency: float, pg_admin: str, redis
     providers = tmp / "providers.toml"
     providers.write_text(PROVIDERS.format(url=llm.url), encoding="utf-8")
     env = {**environment(tmp, tg, providers), "DATABASE_URL": db.url, "REDIS_URL": redis,
-           "WORKER_CONCURRENCY": "64", "THROTTLE_RATE": "1000"}
+           "WORKER_CONCURRENCY": "64", "THROTTLE_RATE": "1000",
+           # the fake Bot API has no flood limit: Telegram's 30 a second would cap every run at ~30 answers/s
+           "TELEGRAM_SENDS_PER_SECOND": str(sends_per_second)}
     front = BotProcess(env, tmp / "front.log", tg)
     procs = [WorkerProcess(env, tmp / f"worker{n}.log", tg) for n in range(workers)]
     loop = asyncio.get_running_loop()
@@ -88,6 +90,7 @@ async def one_run(workers: int, users: int, latency: float, pg_admin: str, redis
         await wait_all(tg, ids, 300)
         front_cpu = cpu_seconds(front.pid) - front_before
         worker_cpu = sum(cpu_seconds(p.pid) for p in procs) - workers_before
+        await where_time_went(db)
         done = {u: at for u in ids if (at := final_reply_at(tg, u)) is not None}
         lat = [(done[u] - pushed[u]) * 1000 for u in done] or [float("nan")]
         wall = (max(done.values()) - t0) if done else float("nan")
@@ -103,6 +106,21 @@ async def one_run(workers: int, users: int, latency: float, pg_admin: str, redis
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f'logs kept in {tmp}')
+
+
+async def where_time_went(db: PgDatabase) -> None:
+    """Medians from the request log: reserved -> provider called (queue and start), the call itself, and
+    call answered -> request closed (streaming to Telegram and the close)."""
+    rows = await db.rows(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM a.started_at - r.created_at)) AS before,"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY a.latency_ms) AS call,"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM r.finished_at - a.started_at)"
+        "   - a.latency_ms / 1000.0) AS after"
+        " FROM requests r JOIN attempts a ON a.request_id = r.id WHERE r.status = 'served'")
+    if rows and rows[0]["call"] is not None:
+        row = rows[0]
+        print(f"  request log p50: reserved -> provider called {row['before'] * 1000:.0f} ms, "
+              f"call {row['call']:.0f} ms, answered -> closed {row['after'] * 1000:.0f} ms", flush=True)
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535)  # /metrics (Prometheus text); 0 = not served
     worker_concurrency: int = Field(32, ge=1)  # requests one worker runs at once
     queue_wait_seconds: float = Field(600.0, ge=10)  # a request no worker took this long is refunded
+    # Telegram's flood limits, kept by every process together (in Redis when distributed)
+    telegram_sends_per_second: float = Field(30.0, gt=0)  # the whole bot (more with paid broadcasts)
+    telegram_chat_sends_per_second: float = Field(1.0, gt=0)  # one private chat (short bursts pass)
 
     # tuning knobs
     stream_edit_interval: float = Field(1.0, ge=0)  # seconds between edits of a streamed reply (0: every delta)

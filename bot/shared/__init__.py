@@ -58,7 +58,8 @@ def build_shared(settings: Settings, *, rates: SendRates | None = None, redis: R
                  prefix: str | None = None) -> Shared:
     """Redis pieces when REDIS_URL is set (or `redis` is given), else local ones. The client is lazy: it
     connects on first use, so building never fails on Redis being down."""
-    rates = rates or SendRates()
+    rates = rates or SendRates(per_chat_s=settings.telegram_chat_sends_per_second,
+                               global_s=settings.telegram_sends_per_second)
     if redis is None and settings.redis_url is not None:
         redis = Redis.from_url(settings.redis_url.get_secret_value())
     if redis is None:
