@@ -25,7 +25,7 @@ def _last_prompts(live: Live) -> list[str]:
 
 
 async def test_a_pdf_question_is_answered_from_the_pdfs_text(live: Live) -> None:
-    tg, db, user = live.tg, live.db, 2301
+    tg, db, user = live.tg, live.db, 2601
     pdf = make_pdf(["Quarterly report", "The secret ingredient is cardamom."])
     tg.push_document(user, pdf, "report.pdf", "application/pdf", "What is the secret ingredient?")
     await tg.wait_for(lambda: PRIMARY_REPLY in tg.texts(user), timeout=20)
@@ -38,7 +38,7 @@ async def test_a_pdf_question_is_answered_from_the_pdfs_text(live: Live) -> None
 
 
 async def test_an_encrypted_pdf_is_refused_and_nothing_is_charged(live: Live) -> None:
-    tg, db, user = live.tg, live.db, 2302
+    tg, db, user = live.tg, live.db, 2602
     calls_before = len(live.fakes.primary.calls_to("/chat/completions"))
     tg.push_document(user, make_pdf(["hidden"], user_password="s3cret"), "locked.pdf", "application/pdf", "Read it")
     [refusal] = await tg.wait_for(lambda: tg.texts(user), timeout=20)
@@ -49,7 +49,7 @@ async def test_an_encrypted_pdf_is_refused_and_nothing_is_charged(live: Live) ->
 
 
 async def test_in_a_group_mentions_and_replies_are_answered_and_the_rest_ignored(live: Live) -> None:
-    tg, db, group, alice, bob = live.tg, live.db, -100_2303, 2303, 2304
+    tg, db, group, alice, bob = live.tg, live.db, -100_2603, 2603, 2604
     tg.push_group_text(group, alice, f"{BOT} what's the capital of France?")
     [answer] = await tg.wait_for(lambda: [m for m in tg.messages(group) if m.plain == PRIMARY_REPLY], timeout=20)
     assert "Tester: what's the capital of France?" in _last_prompts(live)
@@ -67,7 +67,7 @@ async def test_in_a_group_mentions_and_replies_are_answered_and_the_rest_ignored
 
 
 async def test_a_private_answer_streams_as_drafts_and_a_group_answer_as_edits(live: Live) -> None:
-    tg, user, group = live.tg, 2305, -100_2305
+    tg, user, group = live.tg, 2605, -100_2605
     live.fakes.primary.reply_text = " ".join(f"word{i}" for i in range(40))
     live.fakes.primary.stream_pace_s = 0.05  # two seconds of streaming: several drafts at 0.2 s apart
     try:
