@@ -82,31 +82,43 @@ async def flush_redis(url: str) -> None:
         await redis.aclose()
 
 
-class WorkerProcess(BotProcess):
-    """`python -m bot.worker`; `start()` returns once it takes requests from the queue."""
+class LoggedProcess(BotProcess):
+    """`python -m <module>`; `start()` returns once its log says `ready` (a worker taking requests, a
+    front in webhook mode serving), since neither polls getUpdates."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, telegram: FakeTelegram) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, telegram: FakeTelegram, module: str, ready: str) -> None:
         super().__init__(env, log_path, telegram)
+        self.module, self.ready = module, ready
 
     async def spawn(self) -> None:
         with self.log_path.open("ab") as log:
-            log.write(b"\n===== python -m bot.worker =====\n")
+            log.write(f"\n===== python -m {self.module} =====\n".encode())
             log.flush()
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot.worker", cwd=str(ROOT), env=self.env,
+                sys.executable, "-m", self.module, cwd=str(ROOT), env=self.env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT)
 
-    async def start(self, within_s: float = 60.0) -> WorkerProcess:
-        before = self.log().count(WORKER_READY)
+    async def start(self, within_s: float = 60.0) -> LoggedProcess:
+        before = self.log().count(self.ready)
         await self.spawn()
         assert self.proc is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
-        while self.log().count(WORKER_READY) <= before:
+        while self.log().count(self.ready) <= before:
             if self.proc.returncode is not None:
-                raise AssertionError(f"the worker exited with {self.proc.returncode}:\n{self.log()}")
+                raise AssertionError(f"python -m {self.module} exited with {self.proc.returncode}:\n{self.log()}")
             if loop.time() > deadline:
-                raise AssertionError(f"the worker did not start within {within_s}s:\n{self.log()}")
+                raise AssertionError(f"python -m {self.module} not ready within {within_s}s:\n{self.log()}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.proc.wait()), 0.1)
         return self
+
+
+class WorkerProcess(LoggedProcess):
+    def __init__(self, env: dict[str, str], log_path: Path, telegram: FakeTelegram) -> None:
+        super().__init__(env, log_path, telegram, "bot.worker", WORKER_READY)
+
+
+class WebhookFront(LoggedProcess):
+    def __init__(self, env: dict[str, str], log_path: Path, telegram: FakeTelegram) -> None:
+        super().__init__(env, log_path, telegram, "bot", "webhook server on")

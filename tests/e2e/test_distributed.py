@@ -146,6 +146,33 @@ async def test_cancel_on_the_front_stops_the_request_in_the_worker_and_refunds(l
     await eventually(lambda: _served(live.db, user), within_s=30, what="the next message served")
 
 
+async def test_a_provider_parked_by_one_worker_is_skipped_by_the_other(live: Cluster) -> None:
+    """A 429 seen by one worker parks the provider for both: across the next requests, spread over the two
+    workers, the parked provider is called once in all (the call that was refused), not once per worker."""
+    tg, fakes = live.fakes.telegram, live.fakes
+    for user in range(3140, 3160):  # earlier tests parked the primary for a second: wait until it serves
+        tg.push_message(user, "Is the primary back?")
+        [served] = await eventually(lambda u=user: _served(live.db, u), within_s=30, what="served")
+        if served["provider"] == "primary":
+            break
+        await asyncio.sleep(0.5)
+    fakes.primary.fail_next(429, openrouter_error(429, "Rate limit exceeded"), {"Retry-After": "60"})
+    calls_before = len(fakes.primary.calls_to("/chat/completions"))
+    tg.push_message(3110, "Who parks the provider?")
+    await tg.wait_for(lambda: SECONDARY_REPLY in " ".join(tg.texts(3110)), timeout=30)
+    assert len(fakes.primary.calls_to("/chat/completions")) == calls_before + 1  # the refused call
+    owners: set[int] = set()
+    for user in range(3111, 3131):  # until both workers have served a request after the 429
+        tg.push_message(user, "Still parked?")
+        [served] = await eventually(lambda u=user: _served(live.db, u), within_s=30, what="served")
+        assert served["provider"] == "secondary"
+        owners.add(owner_pid(served))
+        if owners == worker_pids(live):
+            break
+    assert owners == worker_pids(live), "the requests all went to one worker: nothing was shown"
+    assert len(fakes.primary.calls_to("/chat/completions")) == calls_before + 1
+
+
 async def test_a_worker_killed_mid_video_loses_nothing(live: Cluster) -> None:
     tg, replicate, user = live.fakes.telegram, live.fakes.replicate, 3104
     replicate.polls_until_done = 10**9  # the job keeps running until this test lets it finish
