@@ -16,11 +16,12 @@ from loguru import logger
 
 from bot.errors import StartupError
 from bot.i18n import Translate, language_for
-from bot.queue import TASK_NAME, Job
+from bot.queue import TASK_NAME, Job, queue_name
 from bot.services.answers import Ask, WorkState
 from bot.services.lifecycle import RequestLife, Run
 from bot.services.running import Slot
 from bot.settings import Settings
+from bot.shared.base import uncancellable
 from db.repo import lifecycle
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class Worker:
             await take_job(core.life, Job.from_wire(data))
 
         self.broker.register_task(run_request, task_name=TASK_NAME)
+        self.depth = 0  # messages waiting in the queue or taken and not yet acknowledged, for /metrics
+        core.metrics.set_queue_depth_source(lambda: self.depth)
 
     async def run(self, stop: asyncio.Event) -> None:
         from taskiq.acks import AcknowledgeType
@@ -118,7 +121,19 @@ class Worker:
                 await sweeper.renew_leases()
             except Exception as exc:
                 logger.opt(exception=exc).error("lease renewal failed: {}", type(exc).__name__)
+            await self._measure_queue()
             await asyncio.sleep(min(settings.request_lease_seconds / 3, settings.sweep_interval_seconds))
+
+
+    async def _measure_queue(self) -> None:
+        try:
+            groups = await uncancellable(self.redis.xinfo_groups(queue_name(PREFIX)))
+        except Exception as exc:
+            logger.debug("queue depth unknown: {}", type(exc).__name__)
+            return
+        for group in groups:
+            if group.get("name") in (self.broker.consumer_group_name, self.broker.consumer_group_name.encode()):
+                self.depth = int(group.get("lag") or 0) + int(group.get("pending") or 0)
 
 
 async def serve(settings: Settings, core_factory: Any) -> None:

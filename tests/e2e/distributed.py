@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,12 @@ class PgDatabase:
     async def ledger(self, user_id: int) -> list[dict[str, Any]]:
         return await self.rows("SELECT delta, reason, request_id FROM credit_ledger WHERE user_id = $1 ORDER BY id",
                                user_id)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def flush_redis(url: str) -> None:

@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import E2E, _dump
-from tests.e2e.distributed import PgDatabase, WorkerProcess, flush_redis
+from tests.e2e.distributed import PgDatabase, WorkerProcess, flush_redis, free_port
 from tests.e2e.flows import chat_calls, eventually
 from tests.e2e.harness import (
     FREE_CREDITS,
@@ -66,7 +68,8 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory, mpl_dir: Path) -> As
                   DATABASE_URL=db.url, REDIS_URL=redis, REQUEST_LEASE_SECONDS=str(LEASE_S),
                   SWEEP_INTERVAL_SECONDS="1")
     front = BotProcess(env, tmp / "front.log", fakes.telegram)
-    workers = [WorkerProcess(env, tmp / f"worker{n}.log", fakes.telegram) for n in (1, 2)]
+    workers = [WorkerProcess({**env, "METRICS_PORT": str(free_port())}, tmp / f"worker{n}.log", fakes.telegram)
+               for n in (1, 2)]
     try:
         await front.start()  # migrates the database before it polls
         for worker in workers:
@@ -113,6 +116,19 @@ async def test_a_chat_is_answered_by_a_worker_and_charged_once(live: Cluster) ->
     assert owner_pid(served) in worker_pids(live)  # a worker ran it, not the front
     assert served["provider"] == "primary" and served["credits_charged"] == 1
     assert await balanced(live.db, user) == FREE_CREDITS - 1
+
+
+async def test_workers_serve_prometheus_metrics_of_what_they_ran(live: Cluster) -> None:
+    served = 0.0
+    for worker in live.workers:
+        async with aiohttp.ClientSession() as session, \
+                session.get(f"http://127.0.0.1:{worker.env['METRICS_PORT']}/metrics") as response:
+            assert response.status == 200
+            families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+        assert "bot_queue_depth" in families
+        served += sum(s.value for s in families["bot_requests"].samples
+                      if s.name == "bot_requests_total" and s.labels["outcome"] == "served")
+    assert served >= 1  # the chat of the test before, counted by the worker that ran it
 
 
 async def test_a_failing_provider_falls_back_in_the_worker(live: Cluster) -> None:

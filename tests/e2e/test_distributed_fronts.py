@@ -5,7 +5,6 @@ one request, one charge, one answer."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import E2E, _dump
-from tests.e2e.distributed import PgDatabase, WebhookFront, WorkerProcess, flush_redis
+from tests.e2e.distributed import PgDatabase, WebhookFront, WorkerProcess, flush_redis, free_port
 from tests.e2e.flows import eventually
 from tests.e2e.harness import FREE_CREDITS, PRIMARY_REPLY, Fakes, bot_env, start_fakes, write_providers_file
 from tests.services import postgres_admin_url, redis_url
@@ -24,12 +23,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="package")]
 REDIS_DB = 11
 SECRET = "one-secret-for-every-front"
 PATH = "/telegram"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
