@@ -1,4 +1,4 @@
-"""Typed models: users, requests, attempts, the credit ledger, payments and chat history.
+"""Typed models: users, requests, attempts, the credit ledger, payments, chat history and feed positions.
 
 Money is integer micro-USD (`*_micros`); credits are integers. Timestamps are stored as naive UTC and come
 back timezone-aware (UTC), so SQLite (no timezone type) and PostgreSQL behave the same. The rollup tables
@@ -233,6 +233,18 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class FeedPosition(Base):
+    """How far the bot has read a list kept outside it, oldest first (Telegram's Star transactions): the
+    number of its items already read, so the next read skips them. It only moves forward."""
+
+    __tablename__ = "feed_positions"
+    __table_args__ = (CheckConstraint("position >= 0", name="position_not_negative"),)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class HistoryMessage(Base):
     """One turn of a conversation: a private chat, a group, or a forum topic of a group (`thread_id`, 0 for
     none); `user_id` is who asked (their answer's turn too)."""
@@ -255,3 +267,4 @@ requests_table = cast(Table, Request.__table__)
 attempts_table = cast(Table, Attempt.__table__)
 ledger_table = cast(Table, LedgerEntry.__table__)
 payments_table = cast(Table, Payment.__table__)
+feed_positions_table = cast(Table, FeedPosition.__table__)

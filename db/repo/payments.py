@@ -13,6 +13,7 @@ Functions take a session and never commit; the caller owns the transaction.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -96,6 +97,15 @@ async def _move(conn: AsyncConnection, user_id: int, delta: int, reason: str, pa
 async def find_payment(session: AsyncSession, charge_id: str) -> PaymentView | None:
     row = (await session.execute(select(*_VIEW).where(P.charge_id == charge_id))).one_or_none()
     return None if row is None else _view(row)
+
+
+async def payment_statuses(session: AsyncSession, charge_ids: Collection[str]) -> dict[str, str]:
+    """The status (`paid` or `refunded`) of each of these charge ids that has a payment; the others are
+    missing from the result."""
+    if not charge_ids:
+        return {}
+    rows = await session.execute(select(P.charge_id, P.status).where(P.charge_id.in_(set(charge_ids))))
+    return {str(charge_id): str(status) for charge_id, status in rows.all()}
 
 
 async def user_payments(session: AsyncSession, user_id: int, limit: int = 5) -> list[PaymentView]:
