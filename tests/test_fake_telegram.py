@@ -25,6 +25,8 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputMediaPhoto,
+    LabeledPrice,
+    TransactionPartnerUser,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -277,6 +279,30 @@ async def test_commands_menu_and_chat_actions(bot: Bot, fake: FakeTelegram) -> N
         await bot.set_my_commands([BotCommand(command="Bad-Name", description="x")])
     assert await bot.send_chat_action(CHAT, "upload_photo")
     assert fake.actions == [(CHAT, "upload_photo")]
+
+
+async def test_star_transactions_list_charges_and_refunds_oldest_first_in_pages(bot: Bot, fake: FakeTelegram) -> None:
+    fake.remember_user(CHAT, "Payer", "en", None, None)
+    await bot.send_invoice(CHAT, title="100 credits", description="d", payload="p1", currency="XTR",
+                           prices=[LabeledPrice(label="100", amount=50)])
+    invoice = fake.stars.invoices[-1]
+    charges = [fake.stars.charge_unseen(CHAT, invoice) for _ in range(3)]
+    fake.stars.refund_unseen(charges[0].charge_id)
+    assert fake.pending_updates() == 0  # nothing of it reached the bot
+    listed = (await bot.get_star_transactions()).transactions
+    assert [t.id for t in listed] == [c.charge_id for c in charges] + [charges[0].charge_id]
+    first, refund = listed[0], listed[-1]
+    assert first.amount == 50 and first.receiver is None
+    assert isinstance(first.source, TransactionPartnerUser)
+    assert (first.source.user.id, first.source.invoice_payload, first.source.transaction_type) == \
+        (CHAT, "p1", "invoice_payment")
+    assert refund.source is None and isinstance(refund.receiver, TransactionPartnerUser)
+    assert refund.receiver.user.id == CHAT
+    page = (await bot.get_star_transactions(offset=1, limit=2)).transactions
+    assert [t.id for t in page] == [charges[1].charge_id, charges[2].charge_id]
+    assert (await bot.get_star_transactions(offset=4)).transactions == []
+    with pytest.raises(TelegramBadRequest):
+        await bot.get_star_transactions(limit=101)
 
 
 async def test_wait_for_times_out_with_a_summary(fake: FakeTelegram) -> None:

@@ -1,5 +1,5 @@
-"""Telegram Stars in the fake Bot API: sendInvoice, answerPreCheckoutQuery, refundStarPayment, and what a
-paying user makes Telegram send (`FakeTelegram.stars`):
+"""Telegram Stars in the fake Bot API: sendInvoice, answerPreCheckoutQuery, refundStarPayment,
+getStarTransactions, and what a paying user makes Telegram send (`FakeTelegram.stars`):
 
     invoice = fake.stars.invoices[-1]                  # what the bot sent with sendInvoice
     checkout = fake.stars.pay(user_id, invoice)        # pre_checkout_query; an ok answer charges the user,
@@ -8,13 +8,19 @@ paying user makes Telegram send (`FakeTelegram.stars`):
     fake.stars.checkout(user_id, payload, 50)          # a pre-checkout of any payload (a forged one)
     fake.stars.deliver_payment(charge_id)              # that payment's message once more, as a new update
     fake.stars.refund_outside(charge_id)               # refunded without the bot: a refunded_payment update
+    fake.stars.refund_unseen(charge_id)                # ... and that update lost
+    fake.stars.charge_unseen(user_id, invoice)         # charged, its successful_payment update lost
+    fake.stars.transactions                            # the bot's Star transactions, oldest first
 
 As on Telegram: an invoice in Stars (XTR) has an empty provider token and exactly one price; a
-pre-checkout query is answered once, ok or with an error message; a charge is refunded once.
+pre-checkout query is answered once, ok or with an error message; a charge is refunded once. Every charge
+and every refund is a Star transaction (getStarTransactions, oldest first, at most 100 at a time): a charge
+incoming from its user with the invoice payload, a refund outgoing to that user under the charge's id.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +76,7 @@ class StarPayments:
         self.charges: dict[str, Charge] = {}
         self.refund_refusals: list[str] = []  # the next refunds fail with these descriptions
         self.notify_refunds = False  # a refund also sends the user's chat a refunded_payment message
+        self.transactions: list[dict[str, Any]] = []  # getStarTransactions' list, oldest first
         self._next = 0
 
     def _id(self) -> int:
@@ -100,18 +107,45 @@ class StarPayments:
         charge.update_ids.append(update_id)
         return update_id
 
-    def _charge(self, checkout: Checkout) -> Charge:
+    def _charge(self, checkout: Checkout, *, deliver: bool = True) -> Charge:
         charge_id = f"stxFake{checkout.user_id}C{self._id():04d}"
         charge = Charge(charge_id, checkout.user_id, checkout.payload, checkout.amount)
         self.charges[charge_id] = charge
-        self.deliver_payment(charge_id)
+        self._transaction(charge, "source")
+        if deliver:
+            self.deliver_payment(charge_id)
         return charge
+
+    def charge_unseen(self, user_id: int, invoice: Invoice) -> Charge:
+        """The user paid the invoice, but its successful_payment update never reached the bot (a crash
+        after the update was fetched): only the Star transactions know of it."""
+        if user_id not in self.fake.users:
+            self.fake.remember_user(user_id, "Tester", "en", None, None)
+        checkout = Checkout(f"pcq{user_id}x{self._id()}", user_id, invoice.payload, invoice.currency, invoice.amount)
+        return self._charge(checkout, deliver=False)
 
     def refund_outside(self, charge_id: str) -> int:
         """The charge refunded without the bot asking (e.g. by Telegram): the refunded_payment update."""
         charge = self.charges[charge_id]
-        charge.refunded = True
+        self._refund(charge)
         return self._notify_refund(charge)
+
+    def refund_unseen(self, charge_id: str) -> None:
+        """Refunded without the bot asking, and the refunded_payment update never reached the bot."""
+        self._refund(self.charges[charge_id])
+
+    def _refund(self, charge: Charge) -> None:
+        charge.refunded = True
+        self._transaction(charge, "receiver")
+
+    def _transaction(self, charge: Charge, side: str) -> None:
+        """`side`: "source" for the user's payment (incoming), "receiver" for its refund (outgoing)."""
+        partner: dict[str, Any] = {"type": "user", "transaction_type": "invoice_payment",
+                                   "user": self.fake.users[charge.user_id]}
+        if side == "source":
+            partner["invoice_payload"] = charge.payload
+        self.transactions.append({"id": charge.charge_id, "amount": charge.amount, "date": int(time.time()),
+                                  side: partner})
 
     def _notify_refund(self, charge: Charge) -> int:
         message = self.fake.new_message(charge.user_id, self.fake.users[charge.user_id], {"refunded_payment": {
@@ -177,7 +211,17 @@ async def refund_star_payment(fake: FakeTelegram, p: Params) -> Any:
         raise bad_request(stars.refund_refusals.pop(0))
     if charge.refunded:
         raise bad_request("CHARGE_ALREADY_REFUNDED")
-    charge.refunded = True
+    stars._refund(charge)
     if stars.notify_refunds:
         stars._notify_refund(charge)
     return True
+
+
+@api("getStarTransactions")
+async def get_star_transactions(fake: FakeTelegram, p: Params) -> Any:
+    offset, limit = p.get_int("offset", 0) or 0, p.get_int("limit", 100) or 100
+    if offset < 0:
+        raise bad_request("offset must be non-negative")
+    if not 1 <= limit <= 100:
+        raise bad_request("limit must be between 1 and 100")
+    return {"transactions": _stars(fake).transactions[offset:offset + limit]}
