@@ -4,7 +4,8 @@ The flow, top to bottom: /buy shows CREDIT_PACKS as buttons; a button sends an i
 provider token) whose payload names the pack and the user, signed (`bot.services.invoices`); Telegram asks
 before charging (pre_checkout_query), and we answer at once, yes only for a valid payload of that user and
 a pack still offered at that price; after the charge a `successful_payment` message grants the credits,
-once per charge id, committed before the user is told. A refund made outside /refund (Telegram sends a
+once per charge id, committed before the user is told (`bot.services.purchases`, the path the Star
+transactions' reconciliation takes too). A refund made outside /refund (Telegram sends a
 `refunded_payment` message) is recorded the same way /refund records one.
 """
 
@@ -26,12 +27,12 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Translate
-from bot.services.durable import DurableWrites, WriteFailed
-from bot.services.invoices import STARS, InvoiceSigner, checkout_problem, paid_as_invoiced
+from bot.services.invoices import STARS, InvoiceSigner, checkout_problem
 from bot.services.payment_support import forward_to_admins, payments_lines
+from bot.services.purchases import PaidCharge, grant_payment, record_outside_refund, refund_text
 from bot.services.writes import WriteQueue
 from bot.settings import CreditPack, Settings
-from db.repo.payments import record_purchase, record_refund, user_payments
+from db.repo.payments import user_payments
 from db.repo.users import UserView
 
 SUPPORT_TEXT_MAX = 2000  # what a /paysupport message carries to the admins
@@ -86,46 +87,22 @@ async def pre_checkout(query: PreCheckoutQuery, t: Translate, settings: Settings
 
 
 async def paid(message: Message, t: Translate, invoices: InvoiceSigner, db_writes: WriteQueue) -> None:
+    """Also told when delivered again: the user may never have seen the first answer."""
     payment, payer = message.successful_payment, message.from_user
     assert payment is not None and payer is not None  # the filter and the user middleware see to both
-    charge = payment.telegram_payment_charge_id
-    invoice = invoices.read(payment.invoice_payload)
-    valid = paid_as_invoiced(invoice, payer_id=payer.id, currency=payment.currency,
-                             total_amount=payment.total_amount)
-    credits = invoice.pack.credits if valid and invoice is not None else 0
-    log = logger.bind(user_id=payer.id, charge_id=charge)
-    try:
-        purchase = await DurableWrites(db_writes).write(lambda s: record_purchase(
-            s, charge_id=charge, user_id=payer.id, credits=credits, stars=payment.total_amount,
-            payload=payment.invoice_payload[:128], provider_charge_id=payment.provider_payment_charge_id))
-    except WriteFailed:
-        log.error("payment {} of user {} ({} {}, payload {!r}) NOT recorded: grant it by hand", charge,
-                  payer.id, payment.total_amount, payment.currency, payment.invoice_payload)
-        await message.answer(t("buy.not_recorded", charge=charge))
-        return
-    if not valid:
-        log.error("payment {} of user {} does not match a signed invoice: recorded with no credits", charge,
-                  payer.id)
-        await message.answer(t("buy.unverified", charge=charge))
-    elif purchase.new:
-        log.info("user {} bought {} credits for {} Stars", payer.id, credits, payment.total_amount)
-        await message.answer(t("buy.done", credits=credits, balance=purchase.balance))
-    else:  # delivered again: the user may never have seen the first answer, so it is given again
-        log.info("payment {} delivered again; credited once", charge)
-        await message.answer(t("buy.already", credits=purchase.payment.credits, balance=purchase.balance))
+    grant = await grant_payment(PaidCharge(
+        payment.telegram_payment_charge_id, payer.id, payment.invoice_payload, payment.currency,
+        payment.total_amount, payment.provider_payment_charge_id), invoices, db_writes)
+    await message.answer(grant.text(t))
 
 
 async def refunded(message: Message, t: Translate, db_writes: WriteQueue) -> None:
     """Telegram's notice of a refund: recorded if /refund has not recorded it already."""
     notice = message.refunded_payment
     assert notice is not None
-    refund = await DurableWrites(db_writes).write(
-        lambda s: record_refund(s, notice.telegram_payment_charge_id))
-    if refund is None or not refund.new:
-        return
-    logger.info("payment {} refunded outside /refund; recorded", notice.telegram_payment_charge_id)
-    await message.answer(t("buy.refunded", stars=refund.payment.stars, credits=refund.payment.credits_debited,
-                           balance=refund.balance))
+    refund = await record_outside_refund(notice.telegram_payment_charge_id, db_writes)
+    if refund is not None:
+        await message.answer(refund_text(refund, t))
 
 
 async def cmd_paysupport(message: Message, command: CommandObject, user: UserView, t: Translate,
