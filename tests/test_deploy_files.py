@@ -108,7 +108,9 @@ def final_stage() -> list[tuple[str, str]]:
 def e2e_modules() -> set[str]:
     """The modules tests/e2e runs as `python -m MODULE`."""
     text = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests" / "e2e").glob("*.py"))
-    return set(re.findall(r'"-m",\s*"([\w.]+)"', text))
+    direct = re.findall(r'"-m",\s*"([\w.]+)"', text)  # BotProcess
+    logged = re.findall(r'telegram,\s*"([\w.]+)",', text)  # LoggedProcess(..., module, ready)
+    return set(direct) | set(logged)
 
 
 # --- the commands ------------------------------------------------------------------------------------------
