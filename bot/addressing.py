@@ -4,8 +4,9 @@ In a group or supergroup the bot answers a message that
 
     - mentions it by its @username (in the text, or in the caption of a document or photo),
     - replies to one of its messages, or
-    - is a command for it: `/cmd@this_bot`, or a bare `/cmd` (Telegram hands a bot with privacy mode
-      only those two kinds of commands; `/cmd@other_bot` is another bot's).
+    - is a command for it: `/cmd@this_bot`, or a bare `/cmd` that is one of its commands
+      (`bot.commands.BOT_COMMANDS`). Telegram hands a bot with privacy mode both kinds, but a bare one
+      names no bot and may be for any bot in the group; `/cmd@other_bot` is another bot's.
 
 Everything else is conversation between members: `bot.middlewares.addressing` drops it before the flood
 limit, the database session and the user upsert, so it costs no reply, no charge and no row. Private chats
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 from aiogram.enums import ChatType
 from aiogram.types import Message, MessageEntity, User
+
+from bot.commands import BOT_COMMANDS
 
 GROUP_CHATS = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
 QUOTE_MAX = 1500  # characters of a replied-to message quoted in the question (the question must fit MAX_PROMPT_CHARS)
@@ -37,12 +40,14 @@ def _mentions(text: str, entities: list[MessageEntity], username: str) -> list[M
 
 
 def _command_for(text: str, entities: list[MessageEntity], username: str) -> bool | None:
-    """True: a command for this bot; False: for another bot; None: not a command."""
+    """True: a command for this bot; False: for another bot (or a bare one that is not ours); None: not
+    a command."""
     command = next((e for e in entities if e.type == "bot_command" and e.offset == 0), None)
     if command is None:
         return None
-    _, at, target = command.extract_from(text).partition("@")
-    return not at or target.lower() == username.lower()
+    name, at, target = command.extract_from(text).lstrip("/").partition("@")
+    # case as written: aiogram's Command filters match it exactly, so "/Start" would reach no handler
+    return target.lower() == username.lower() if at else name in BOT_COMMANDS
 
 
 def _replies_to(message: Message, me: User) -> bool:

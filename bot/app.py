@@ -27,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.commands import USER_COMMANDS
 from bot.core import Core, build_core
 from bot.core import make_bot as make_bot  # where callers have always found it
 from bot.errors import StartupError
@@ -44,9 +45,6 @@ from bot.settings import Settings
 from bot.shared import SendRates
 from providers.config import ProvidersConfig
 from providers.manager import ProviderManager
-
-USER_COMMANDS = ("start", "help", "new", "model", "image", "edit", "video", "tts", "balance", "buy", "cancel",
-                 "language", "paysupport")
 
 
 @dataclass

@@ -17,6 +17,7 @@ from aiogram.types import BufferedInputFile, Message
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.commands import ADMIN_COMMANDS
 from bot.filters import IsAdmin
 from bot.handlers import admin_payments, admin_stats
 from bot.handlers.admin_stats import answer_blocks, read_scope, usage
@@ -31,8 +32,6 @@ from db.repo.stats import request_totals, user_usage
 from db.repo.users import get_user, grant_credits
 from providers.manager import ProviderManager
 
-ADMIN_COMMANDS = ("stats", "providers", "cost", "recommended", "grant", "user", "digest", "export", "refund",
-                  "payments")
 MAX_GRANT = 1_000_000  # one typo must not mint a fortune
 
 
