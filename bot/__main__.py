@@ -114,11 +114,13 @@ async def migrate(settings: Settings) -> None:
 
 async def run(settings: Settings, config: ProvidersConfig) -> None:
     from bot.app import build_app
+    from bot.core import freeze_startup_heap
 
     stop = stop_on_signals()  # first: a signal during migration or the wait for Telegram is a clean stop too
     await migrate(settings)
     async with front_queue(settings) as queue:
         app = build_app(settings, config, queue)
+        freeze_startup_heap()
         serving = Serving(stop)
         try:
             await serving.run(_serve(app, serving), app.dp.stop_polling)

@@ -7,6 +7,7 @@ queue, the media client, and the owner of every request's life with its slots, l
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 import httpx
@@ -32,6 +33,17 @@ from db.engine import make_engine, make_session_maker
 from providers.config import ProvidersConfig
 from providers.manager import ProviderManager
 from providers.shared import make_shared_state
+
+
+def freeze_startup_heap() -> None:
+    """Once everything is imported and built: move what exists now out of the garbage collector's sight.
+
+    aiogram's hundreds of pydantic models and the rest of start-up stay alive for the whole run; every full
+    collection walked them all again, a pause of 60-75 ms on the event loop (seen as the slowest edit of a
+    streamed answer). Frozen, a full collection only walks what was made since: about 10 ms.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def make_bot(settings: Settings) -> Bot:

@@ -138,10 +138,12 @@ class Worker:
 
 async def serve(settings: Settings, core_factory: Any) -> None:
     """Migrated already; runs until SIGTERM/SIGINT."""
+    from bot.core import freeze_startup_heap
     from bot.stopping import stop_on_signals
 
     stop = stop_on_signals()
     core = core_factory()
+    freeze_startup_heap()
     assert settings.redis_url is not None
     worker = Worker(core, settings.redis_url.get_secret_value())
     try:
