@@ -3,8 +3,9 @@
 Handlers receive these as workflow data: `settings`, `sessions`, `manager`, `scheduler`, `life` (the
 owner of every request's life), `generation`, `providers_config`, `db_writes` (group commit; see
 `WriteQueue`), `invoices` (signs and reads the payloads of credit-pack invoices). Start-up duties (the
-first sweep of orphaned requests, bot commands, the scheduler with the digest, the sweeper and lease
-renewal) run in the dispatcher's start-up hook, so polling and webhook modes share them.
+first sweep of orphaned requests, bot commands, a reading of Telegram's Star transactions for payments
+whose update was lost, the scheduler with the digest, that reading again, the sweeper and lease renewal)
+run in the dispatcher's start-up hook, so polling and webhook modes share them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from bot.services.generation import GenerationService
 from bot.services.invoices import InvoiceSigner
 from bot.services.lifecycle import Queue, RequestLife
 from bot.services.running import Slots
+from bot.services.star_ledger import StarLedger, schedule_reconciliation
 from bot.services.sweeper import Sweeper
 from bot.services.writes import WriteQueue
 from bot.settings import Settings
@@ -64,6 +66,7 @@ class BotApp:
     writes: WriteQueue
     media_client: httpx.AsyncClient
     core: Core
+    stars: StarLedger  # reconciles Telegram's list of Star transactions with the payments table
     _stopping: bool = False
 
     async def on_startup(self) -> None:
@@ -75,6 +78,8 @@ class BotApp:
             if taken:
                 logger.info("took over {} request(s) an earlier run left open", taken)
         await self.set_commands()
+        if self.settings.stars_reconcile_minutes:  # before the first update: a payment lost in a crash
+            await self.stars.scheduled()
         if not self.scheduler.running:
             self.scheduler.start()
 
@@ -137,15 +142,18 @@ def build_app(settings: Settings, config: ProvidersConfig, queue: Queue | None =
     generation = GenerationService(settings, manager.catalogue, core.answers, life)
     scheduler = AsyncIOScheduler(timezone=settings.tz)
     schedule_digest(scheduler, bot, sessions, settings, manager, once=core.shared.claims)
+    invoices = InvoiceSigner.for_settings(settings)
+    stars = StarLedger(bot, sessions, core.writes, invoices, settings, core.shared.claims)
+    schedule_reconciliation(scheduler, stars, settings)
     if queue is None:
         schedule_request_duties(scheduler, core.sweeper, settings)
     dp = Dispatcher(storage=core.shared.storage, settings=settings, sessions=sessions, manager=manager,
                     scheduler=scheduler, life=life, generation=generation, providers_config=config,
-                    db_writes=core.writes, invoices=InvoiceSigner.for_settings(settings))
+                    db_writes=core.writes, invoices=invoices)
     setup_middlewares(dp, settings, core.shared)
     dp.include_routers(*routers())
     app = BotApp(settings, config, core.engine, sessions, bot, manager, dp, scheduler, core.slots, life, core.sweeper,
-                 generation, core.writes, core.media_client, core)
+                 generation, core.writes, core.media_client, core, stars)
     dp.startup.register(app.on_startup)
     dp.shutdown.register(app.on_shutdown)
     return app

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     credit_packs: Annotated[tuple[CreditPack, ...], NoDecode] = ()
     stars_usd_rate: Decimal = Field(Decimal("0.013"), ge=0)  # what one Star is worth in USD, for revenue
     payment_secret: SecretStr | None = None  # signs invoice payloads; empty: a key derived from BOT_TOKEN
+    # Telegram's list of Star transactions read for payments whose update was lost: at start-up and this
+    # often (0: never)
+    stars_reconcile_minutes: float = Field(10.0, ge=0)
 
     # distributed mode: REDIS_URL set = fronts enqueue, `python -m bot.worker` processes run the requests
     redis_url: SecretStr | None = None  # may hold a password: never logged

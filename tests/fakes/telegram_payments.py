@@ -11,6 +11,7 @@ getStarTransactions, and what a paying user makes Telegram send (`FakeTelegram.s
     fake.stars.refund_unseen(charge_id)                # ... and that update lost
     fake.stars.charge_unseen(user_id, invoice)         # charged, its successful_payment update lost
     fake.stars.transactions                            # the bot's Star transactions, oldest first
+    fake.stars.reads                                   # (offset, limit) of each getStarTransactions
 
 As on Telegram: an invoice in Stars (XTR) has an empty provider token and exactly one price; a
 pre-checkout query is answered once, ok or with an error message; a charge is refunded once. Every charge
@@ -77,6 +78,7 @@ class StarPayments:
         self.refund_refusals: list[str] = []  # the next refunds fail with these descriptions
         self.notify_refunds = False  # a refund also sends the user's chat a refunded_payment message
         self.transactions: list[dict[str, Any]] = []  # getStarTransactions' list, oldest first
+        self.reads: list[tuple[int, int]] = []  # (offset, limit) of each getStarTransactions
         self._next = 0
 
     def _id(self) -> int:
@@ -224,4 +226,5 @@ async def get_star_transactions(fake: FakeTelegram, p: Params) -> Any:
         raise bad_request("offset must be non-negative")
     if not 1 <= limit <= 100:
         raise bad_request("limit must be between 1 and 100")
+    _stars(fake).reads.append((offset, limit))
     return {"transactions": _stars(fake).transactions[offset:offset + limit]}
