@@ -31,10 +31,12 @@ def credits_text(n: int, t: Translate) -> str:
     return t("model.credits", n=n)
 
 
-def refusal_text(reservation: Reservation, cost: int, t: Translate, tz_name: str) -> str | None:
-    """What to say when credits could not be reserved; None for a duplicate update (say nothing)."""
+def refusal_text(reservation: Reservation, cost: int, t: Translate, tz_name: str, *, can_buy: bool) -> str | None:
+    """What to say when credits could not be reserved; None for a duplicate update (say nothing).
+    `can_buy`: credit packs are on sale, so the way to more credits is /buy rather than an admin."""
     if reservation.status == "insufficient":
-        return t("errors.insufficient", cost=credits_text(cost, t), balance=reservation.balance)
+        key = "errors.insufficient_buy" if can_buy else "errors.insufficient"
+        return t(key, cost=credits_text(cost, t), balance=reservation.balance)
     if reservation.status == "budget_day":
         return t("errors.budget_day", tz=tz_name)
     if reservation.status == "budget_month":

@@ -184,7 +184,8 @@ class RequestLife:
                 await ask.say(ask.t("errors.wait"))
                 return
             if not reservation.ok or reservation.request_id is None:
-                if text := refusal_text(reservation, credits, ask.t, self.settings.timezone):
+                if text := refusal_text(reservation, credits, ask.t, self.settings.timezone,
+                                        can_buy=bool(self.settings.credit_packs)):
                     await ask.say(text)
                 return
             slot.request_id = reservation.request_id

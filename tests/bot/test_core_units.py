@@ -114,11 +114,20 @@ def test_failure_text_by_kind() -> None:
 
 
 def test_refusal_text() -> None:
-    assert refusal_text(Reservation("duplicate", 5, 3), 1, EN, "UTC") is None
-    assert refusal_text(Reservation("insufficient", None, 2), 5, EN, "UTC") == (
+    assert refusal_text(Reservation("duplicate", 5, 3), 1, EN, "UTC", can_buy=False) is None
+    assert refusal_text(Reservation("insufficient", None, 2), 5, EN, "UTC", can_buy=False) == (
         "😔 Not enough credits: this costs 5 credits, you have 2. Ask an admin for more, or check /balance.")
-    assert "today's allowance" in (refusal_text(Reservation("budget_day", None, 9), 1, EN, "Europe/Paris") or "")
-    assert "Месячный" in (refusal_text(Reservation("budget_month", None, 9), 1, RU, "UTC") or "")
+    assert "today's allowance" in (refusal_text(Reservation("budget_day", None, 9), 1, EN, "Europe/Paris",
+                                                can_buy=False) or "")
+    assert "Месячный" in (refusal_text(Reservation("budget_month", None, 9), 1, RU, "UTC", can_buy=True) or "")
+
+
+def test_out_of_credits_points_to_buy_when_packs_are_on_sale() -> None:
+    short = Reservation("insufficient", None, 2)
+    assert refusal_text(short, 5, EN, "UTC", can_buy=True) == (
+        "😔 Not enough credits: this costs 5 credits, you have 2. Get more with /buy, or check /balance.")
+    assert "/buy" in (refusal_text(short, 5, RU, "UTC", can_buy=True) or "")
+    assert "/buy" not in (refusal_text(short, 5, RU, "UTC", can_buy=False) or "")
 
 
 def test_work_state_follows_the_route_as_providers_fail() -> None:

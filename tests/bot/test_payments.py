@@ -161,3 +161,14 @@ async def test_an_invoice_paid_in_a_group_is_credited_though_nobody_mentioned_th
     await h.feed(h.tg.push_update({"message": message}))
     assert h.credits(USER) == 110
     assert "+100" in (h.tg.last_text(group) or "")
+
+
+async def test_out_of_credits_points_to_buy_while_packs_are_on_sale(tmp_path: Path) -> None:
+    async with CoreHarness.start(tmp_path, credit_packs=PACKS, free_credits=0) as h:
+        await h.say(USER, "a question")
+        assert h.tg.last_text(USER) == EN("errors.insufficient_buy", cost="1 credit", balance=0)
+    (tmp_path / "none").mkdir()
+    async with CoreHarness.start(tmp_path / "none", free_credits=0) as h:
+        await h.say(USER, "a question")
+        assert h.tg.last_text(USER) == EN("errors.insufficient", cost="1 credit", balance=0)
+        assert "/buy" not in (h.tg.last_text(USER) or "")
