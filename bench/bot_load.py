@@ -98,14 +98,20 @@ async def wait_all(tg: FakeTelegram, users: list[int], limit_s: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def run(users: int, latency: float, keep: bool) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bot-load-"))
+async def start_fakes(tmp: Path, latency: float) -> tuple[FakeTelegram, FakeOpenAI, Path]:
+    """The fake Bot API, the fake provider answering after `latency` seconds, and a providers file for it."""
     tg, llm = FakeTelegram(), FakeOpenAI(dialect="openai", api_key=KEY)
     llm.reply_text, llm.latency_s = REPLY, latency
     await tg.start()
     await llm.start()
     providers = tmp / "providers.toml"
     providers.write_text(PROVIDERS.format(url=llm.url), encoding="utf-8")
+    return tg, llm, providers
+
+
+async def run(users: int, latency: float, keep: bool) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bot-load-"))
+    tg, llm, providers = await start_fakes(tmp, latency)
     bot = BotProcess(environment(tmp, tg, providers), tmp / "bot.log", tg)
     loop = asyncio.get_running_loop()
     try:

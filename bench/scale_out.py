@@ -26,19 +26,15 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bot_load import (  # noqa: E402
     FIRST_USER,
-    KEY,
-    PROVIDERS,
-    REPLY,
     cpu_seconds,
     environment,
     final_reply_at,
     percentile,
+    start_fakes,
     wait_all,
 )
 from tests.e2e.distributed import PgDatabase, WorkerProcess, flush_redis  # noqa: E402
 from tests.e2e.harness import BotProcess  # noqa: E402
-from tests.fakes.openai import FakeOpenAI  # noqa: E402
-from tests.fakes.telegram import FakeTelegram  # noqa: E402
 
 
 @dataclass
@@ -60,12 +56,7 @@ async def one_run(workers: int, users: int, latency: float, pg_admin: str, redis
     db = await PgDatabase(pg_admin).create()
     if not durable:  # what the commits' fsyncs cost: a setting of the bench's own database only
         await db.rows(f'ALTER DATABASE "{db.name}" SET synchronous_commit = off')
-    tg, llm = FakeTelegram(), FakeOpenAI(dialect="openai", api_key=KEY)
-    llm.reply_text, llm.latency_s = REPLY, latency
-    await tg.start()
-    await llm.start()
-    providers = tmp / "providers.toml"
-    providers.write_text(PROVIDERS.format(url=llm.url), encoding="utf-8")
+    tg, llm, providers = await start_fakes(tmp, latency)
     env = {**environment(tmp, tg, providers), "DATABASE_URL": db.url, "REDIS_URL": redis,
            "WORKER_CONCURRENCY": "64", "THROTTLE_RATE": "1000",
            # the fake Bot API has no flood limit: Telegram's 30 a second would cap every run at ~30 answers/s
