@@ -11,16 +11,36 @@ import contextlib
 import secrets
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from tests.e2e.harness import ROOT, BotProcess
+from tests.e2e.harness import ROOT, BotProcess, bot_env, start_fakes, write_providers_file
 from tests.fakes.telegram import FakeTelegram
-from tests.services import asyncpg_dsn
+from tests.services import asyncpg_dsn, postgres_admin_url, redis_url
+from tests.support.botenv import Fakes
 
 WORKER_READY = "takes requests"
+
+
+@contextlib.asynccontextmanager
+async def services(tmp: Path, redis_db: int, **env: str) -> AsyncIterator[tuple[Fakes, PgDatabase, dict[str, str]]]:
+    """The loopback fakes, a new PostgreSQL database and an emptied Redis database (`redis_db`), and the
+    environment of a bot on them; the tests skip (or fail under REQUIRE_SERVICES=1) without the services.
+    Everything is stopped and dropped at the end."""
+    redis = make_url(redis_url()).set(database=str(redis_db)).render_as_string(hide_password=False)
+    admin_url = postgres_admin_url()
+    await flush_redis(redis)
+    db = await PgDatabase(admin_url).create()
+    fakes = await start_fakes()
+    try:
+        yield fakes, db, bot_env(tmp, fakes, write_providers_file(tmp / "providers.toml", fakes),
+                                 DATABASE_URL=db.url, REDIS_URL=redis, **env)
+    finally:
+        await fakes.stop()
+        await db.drop()
 
 
 class PgDatabase:

@@ -19,10 +19,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import E2E, _dump
-from tests.e2e.distributed import PgDatabase, WorkerProcess, flush_redis, free_port
+from tests.e2e.distributed import PgDatabase, WorkerProcess, free_port, services
 from tests.e2e.flows import chat_calls, eventually
 from tests.e2e.harness import (
     FREE_CREDITS,
@@ -30,13 +29,9 @@ from tests.e2e.harness import (
     SECONDARY_REPLY,
     BotProcess,
     Fakes,
-    bot_env,
-    start_fakes,
-    write_providers_file,
 )
 from tests.fakes.openai import openrouter_error
 from tests.fakes.replicate import FILE_BYTES
-from tests.services import postgres_admin_url, redis_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="package")]
 REDIS_DB = 13  # a database of its own, emptied before the cluster starts
@@ -58,28 +53,20 @@ class Cluster:
 
 @E2E(scope="module", loop_scope="package")
 async def cluster(tmp_path_factory: pytest.TempPathFactory, mpl_dir: Path) -> AsyncIterator[Cluster]:
-    admin_url = postgres_admin_url()
-    redis = make_url(redis_url()).set(database=str(REDIS_DB)).render_as_string(hide_password=False)
-    await flush_redis(redis)
-    db = await PgDatabase(admin_url).create()
     tmp = tmp_path_factory.mktemp("distributed")
-    fakes = await start_fakes()
-    env = bot_env(tmp, fakes, write_providers_file(tmp / "providers.toml", fakes), MPLCONFIGDIR=str(mpl_dir),
-                  DATABASE_URL=db.url, REDIS_URL=redis, REQUEST_LEASE_SECONDS=str(LEASE_S),
-                  SWEEP_INTERVAL_SECONDS="1")
-    front = BotProcess(env, tmp / "front.log", fakes.telegram)
-    workers = [WorkerProcess({**env, "METRICS_PORT": str(free_port())}, tmp / f"worker{n}.log", fakes.telegram)
-               for n in (1, 2)]
-    try:
-        await front.start()  # migrates the database before it polls
-        for worker in workers:
-            await worker.start()
-        yield Cluster(fakes, db, front, workers)
-    finally:
-        for process in (front, *workers):
-            await process.stop()
-        await fakes.stop()
-        await db.drop()
+    async with services(tmp, REDIS_DB, MPLCONFIGDIR=str(mpl_dir), REQUEST_LEASE_SECONDS=str(LEASE_S),
+                        SWEEP_INTERVAL_SECONDS="1") as (fakes, db, env):
+        front = BotProcess(env, tmp / "front.log", fakes.telegram)
+        workers = [WorkerProcess({**env, "METRICS_PORT": str(free_port())}, tmp / f"worker{n}.log", fakes.telegram)
+                   for n in (1, 2)]
+        try:
+            await front.start()  # migrates the database before it polls
+            for worker in workers:
+                await worker.start()
+            yield Cluster(fakes, db, front, workers)
+        finally:
+            for process in (front, *workers):
+                await process.stop()
 
 
 @E2E(loop_scope="package")

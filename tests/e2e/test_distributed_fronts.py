@@ -11,13 +11,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import E2E, _dump
-from tests.e2e.distributed import PgDatabase, WebhookFront, WorkerProcess, flush_redis, free_port
+from tests.e2e.distributed import PgDatabase, WebhookFront, WorkerProcess, free_port, services
 from tests.e2e.flows import eventually
-from tests.e2e.harness import FREE_CREDITS, PRIMARY_REPLY, Fakes, bot_env, start_fakes, write_providers_file
-from tests.services import postgres_admin_url, redis_url
+from tests.e2e.harness import FREE_CREDITS, PRIMARY_REPLY, Fakes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="package")]
 REDIS_DB = 11
@@ -36,29 +34,21 @@ class Fronts:
 
 @E2E(scope="module", loop_scope="package")
 async def fronts(tmp_path_factory: pytest.TempPathFactory, mpl_dir: Path) -> AsyncIterator[Fronts]:
-    admin_url = postgres_admin_url()
-    redis = make_url(redis_url()).set(database=str(REDIS_DB)).render_as_string(hide_password=False)
-    await flush_redis(redis)
-    db = await PgDatabase(admin_url).create()
     tmp = tmp_path_factory.mktemp("fronts")
-    fakes = await start_fakes()
-    env = bot_env(tmp, fakes, write_providers_file(tmp / "providers.toml", fakes), MPLCONFIGDIR=str(mpl_dir),
-                  DATABASE_URL=db.url, REDIS_URL=redis, WEBHOOK_URL=f"https://bot.example.org{PATH}",
-                  WEBHOOK_SECRET=SECRET, WEBHOOK_HOST="127.0.0.1")
-    ports = [free_port(), free_port()]
-    procs = [WebhookFront({**env, "WEBHOOK_PORT": str(port)}, tmp / f"front{n}.log", fakes.telegram)
-             for n, port in enumerate(ports)]
-    worker = WorkerProcess(env, tmp / "worker.log", fakes.telegram)
-    try:
-        await procs[0].start()  # the first migrates; the second finds the database ready
-        await procs[1].start()
-        await worker.start()
-        yield Fronts(fakes, db, procs, ports, worker)
-    finally:
-        for process in (*procs, worker):
-            await process.stop()
-        await fakes.stop()
-        await db.drop()
+    async with services(tmp, REDIS_DB, MPLCONFIGDIR=str(mpl_dir), WEBHOOK_URL=f"https://bot.example.org{PATH}",
+                        WEBHOOK_SECRET=SECRET, WEBHOOK_HOST="127.0.0.1") as (fakes, db, env):
+        ports = [free_port(), free_port()]
+        procs = [WebhookFront({**env, "WEBHOOK_PORT": str(port)}, tmp / f"front{n}.log", fakes.telegram)
+                 for n, port in enumerate(ports)]
+        worker = WorkerProcess(env, tmp / "worker.log", fakes.telegram)
+        try:
+            await procs[0].start()  # the first migrates; the second finds the database ready
+            await procs[1].start()
+            await worker.start()
+            yield Fronts(fakes, db, procs, ports, worker)
+        finally:
+            for process in (*procs, worker):
+                await process.stop()
 
 
 async def post(port: int, update: dict[str, object]) -> int:
