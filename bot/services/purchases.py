@@ -64,7 +64,8 @@ async def grant_payment(paid: PaidCharge, invoices: InvoiceSigner, db_writes: Wr
             s, charge_id=paid.charge_id, user_id=paid.payer_id, credits=credits, stars=paid.amount,
             payload=paid.payload[:128], provider_charge_id=paid.provider_charge_id))
     except WriteFailed:
-        log.error("payment {} of user {} ({} {}, payload {!r}) NOT recorded: grant it by hand", paid.charge_id,
+        log.error("payment {} of user {} ({} {}, payload {!r}) NOT recorded: the next reading of Telegram's Star "
+                  "transactions grants it (STARS_RECONCILE_MINUTES), else grant it by hand", paid.charge_id,
                   paid.payer_id, paid.amount, paid.currency, paid.payload)
         return Grant(paid.charge_id, Outcome.NOT_RECORDED, new=False)
     found = purchase.payment

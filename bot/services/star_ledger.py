@@ -93,6 +93,9 @@ class StarLedger:
         except (TelegramAPIError, WriteFailed) as exc:
             logger.warning("Star transactions not reconciled this time: {}", exc)
             return None
+        except Exception:  # a bug here must not keep the bot from starting, nor hide: logged with its trace
+            logger.exception("Star transactions not reconciled: unexpected error")
+            return None
         if done.granted or done.refunded:
             logger.info("Star transactions reconciled: {} read, {} payment(s) granted, {} refund(s) recorded",
                         done.read, len(done.granted), len(done.refunded))

@@ -5,16 +5,21 @@ whose notice was lost is recorded."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from bot.i18n import Translate
 from bot.services.invoices import InvoiceSigner
 from bot.services.star_ledger import FEED, PAGE, StarLedger
-from tests.bot.core_harness import CoreHarness
-from tests.bot.stars_support import PACKS, buy, ledger, purchase
+from tests.bot.core_harness import CoreHarness, eventually
+from tests.bot.faults import Crash
+from tests.bot.stars_support import PACKS, buy, checkout, ledger, purchase
 
 USER, OTHER = 2002, 2003
 EN = Translate("en")
@@ -69,6 +74,32 @@ async def test_the_start_up_run_grants_a_payment_lost_in_a_crash_and_the_late_up
     await h.feed(h.tg.stars.deliver_payment(lost.charge_id))  # Telegram did send it after all
     assert h.credits(USER) == 110
     assert said(h, USER) == EN("buy.already", credits=100, balance=110)
+
+
+async def test_a_crash_before_the_grant_commits_is_made_good_by_the_next_start(h: CoreHarness) -> None:
+    paying = await checkout(h, h.tg.stars.pay(USER, await buy(h, USER)))
+    assert paying.charge is not None
+
+    died: list[str] = []
+
+    def die(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("INSERT INTO payments"):
+            died.append(statement)
+            raise Crash("the process died before the grant committed")
+
+    engine = h.live.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", die)
+    handling = asyncio.create_task(h.feed(paying.charge.update_ids[0]))  # fetched, so confirmed to Telegram
+    await eventually(lambda: died)
+    handling.cancel()
+    with contextlib.suppress(BaseException):
+        await handling
+    event.remove(engine, "before_cursor_execute", die)
+    assert h.credits(USER) == 10 and h.rows("SELECT * FROM payments") == []
+
+    await h.boot()  # Telegram does not send the update again; the start-up reconciliation finds the payment
+    assert h.credits(USER) == 110 and ledger(h, USER) == [(10, "free"), (100, "purchase")]
+    assert said(h, USER) == EN("buy.done", credits=100, balance=110)
 
 
 async def test_a_payment_granted_normally_is_not_granted_again(h: CoreHarness) -> None:
