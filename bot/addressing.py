@@ -12,9 +12,10 @@ Everything else is conversation between members: `bot.middlewares.addressing` dr
 limit, the database session and the user upsert, so it costs no reply, no charge and no row. Private chats
 are always addressed to the bot.
 
-What a group message asks (`group_question`) is its text without the bot's name, signed with the sender's
-name (a group's conversation has many speakers), and with the message it replies to quoted, so that
-"@bot translate this" in reply to a member's message has that message to work on.
+What a group message asks (`group_question`) is its text (a photo's caption) without the bot's name,
+signed with the sender's name (`signature`: a group's conversation has many speakers), and with the
+message it replies to quoted, so that "@bot translate this" in reply to a member's message has that
+message to work on. A voice message's question is its transcript, signed alike.
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ def without_mentions(message: Message, me: User) -> str:
     return encoded.decode("utf-16-le").strip()
 
 
+def signature(message: Message) -> str:
+    """How a turn said in a group is signed, so that the model can tell its speakers apart: "Name:"."""
+    return f"{message.from_user.full_name if message.from_user else '?'}:"
+
+
 def group_question(message: Message, me: User, default: str = "") -> str:
     """The question of a group message as the model reads it (see the module docstring); "" when it asks
     nothing and quotes nothing."""
@@ -96,11 +102,10 @@ def group_question(message: Message, me: User, default: str = "") -> str:
         quoted = (replied.text or replied.caption or "").strip()  # the bot's own is in the conversation already
     if not asked and not quoted:
         return ""
-    name = message.from_user.full_name if message.from_user else "?"
+    said = f"{signature(message)} {asked}" if asked else signature(message)
     if not quoted:
-        return f"{name}: {asked}"
+        return said
     author = replied.from_user.full_name if replied is not None and replied.from_user else "?"
     if len(quoted) > QUOTE_MAX:
         quoted = quoted[:QUOTE_MAX] + "…"
-    said = f"{name}: {asked}" if asked else f"{name}:"
     return f"{said}\n[in reply to {author}: {quoted}]"

@@ -1,6 +1,8 @@
-"""/image, /video, /tts, and /edit on a photo (as its caption, or as a reply to it); in a private chat a
-photo with any other caption (or none) is a question about it, and a voice or audio message is transcribed
-and answered.
+"""/image, /video, /tts, and /edit on a photo (as its caption, or as a reply to it); a photo with any other
+caption (or none) is a question about it, and a voice or audio message is transcribed and answered. In a
+group these are served as in a private chat when they are addressed to the bot (a caption that mentions
+it, a reply to its message: `bot.addressing`; the rest never gets here), asked as group messages are: a
+caption read by `group_question`, a transcript signed with the sender's name.
 
 `/edit <op> [text]` names an operation in the words people type ("remove background", "remove bg",
 "search and replace", "upscale x2", "extend"); anything else after /edit is an instruction
@@ -22,6 +24,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message, Update
 from loguru import logger
 
+from bot.addressing import GROUP_CHATS, group_question, signature
 from bot.i18n import Translate
 from bot.services.answers import Ask
 from bot.services.generation import GenerationService
@@ -180,7 +183,14 @@ async def on_photo(message: Message, bot: Bot, t: Translate, user: UserView, gen
     if size > DOWNLOAD_LIMIT:
         await ask.say(t("errors.photo_too_big"))
         return
-    await generation.chat_photo(ask, user, message.caption or "", ImagePart(mime, ref=file_id))
+    await generation.chat_photo(ask, user, await _photo_question(message, bot, t), ImagePart(mime, ref=file_id))
+
+
+async def _photo_question(message: Message, bot: Bot, t: Translate) -> str:
+    """The caption (in a group: as chat messages are read there, `group_question`)."""
+    if message.chat.type not in GROUP_CHATS:
+        return message.caption or ""
+    return group_question(message, await bot.me(), t("chat.photo_question"))
 
 
 async def on_voice(message: Message, bot: Bot, t: Translate, user: UserView, generation: GenerationService,
@@ -190,7 +200,9 @@ async def on_voice(message: Message, bot: Bot, t: Translate, user: UserView, gen
     recording = message.voice or message.audio
     if recording is None:
         return
-    request = GenerationRequest(Category.TEXT, audio_mime=recording.mime_type or "audio/ogg",
+    # the prompt is what the transcript follows: in a group, the sender's name (GenerationService.voice)
+    request = GenerationRequest(Category.TEXT, prompt=signature(message) if message.chat.type in GROUP_CHATS else "",
+                                audio_mime=recording.mime_type or "audio/ogg",
                                 audio_seconds=float(recording.duration or 0))
     if await generation.refused_as_busy(ask, user, request):  # before the download, as /edit does
         return
@@ -218,7 +230,7 @@ def router() -> Router:
     built.message.register(cmd_video, Command("video"))
     built.message.register(cmd_tts, Command("tts"))
     built.message.register(cmd_edit, Command("edit"))
-    private = F.chat.type == ChatType.PRIVATE
-    built.message.register(on_photo, private, F.photo | F.document.mime_type.startswith("image/"))
-    built.message.register(on_voice, private, F.voice | F.audio)
+    people = F.chat.type.in_({ChatType.PRIVATE, *GROUP_CHATS})  # not channels
+    built.message.register(on_photo, people, F.photo | F.document.mime_type.startswith("image/"))
+    built.message.register(on_voice, people, F.voice | F.audio)
     return built

@@ -189,19 +189,21 @@ class Answers:
 
     def voice(self, ask: Ask, label: str, request: GenerationRequest, transcriber: str) -> Work:
         """A voice message: transcribed with the `transcriber` label first, the transcript shown, then answered
-        as a chat message with `label`. One request: one reservation of both labels' credits, one close (a
-        failure at either step refunds both); its cost is both calls'."""
+        as a chat message with `label` (the transcript after `request.prompt`: in a group, the sender's name).
+        One request: one reservation of both labels' credits, one close (a failure at either step refunds
+        both); its cost is both calls'."""
         async def work(hooks: CallHooks, gate: Gate, state: WorkState) -> Delivered:
             listening = GenerationRequest(Category.TRANSCRIPTION, audio=request.audio, audio_mime=request.audio_mime,
                                           audio_seconds=request.audio_seconds)
-            async with chat_action(ask.bot, ask.chat_id, "typing"):
+            async with chat_action(ask.bot, ask.chat_id, "typing", thread_id=ask.thread_id):
                 heard = await self.manager.generate(listening, label=transcriber, hooks=hooks)
             transcript = (heard.text or "").strip()
             if not transcript:
                 raise AnswerFailed("chat.nothing_heard", "empty_transcript")
             await ask.say(ask.t("chat.heard", text=escape(transcript)))
-            question = dataclasses.replace(request, prompt=transcript, audio=None,
-                                           messages=(*request.messages, ChatMessage("user", transcript)))
+            said = f"{request.prompt} {transcript}" if request.prompt else transcript
+            question = dataclasses.replace(request, prompt=said, audio=None,
+                                           messages=(*request.messages, ChatMessage("user", said)))
             answered = await self.text(ask, label, question)(hooks, gate, state)
             cost = answered.result.cost_micros + heard.cost_micros
             return dataclasses.replace(answered, result=dataclasses.replace(answered.result, cost_micros=cost))

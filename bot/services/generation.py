@@ -87,7 +87,9 @@ class GenerationService:
 
     async def voice(self, ask: Ask, user: UserView, request: GenerationRequest) -> None:
         """A voice or audio message (`request.audio`): transcribed with the user's transcription label, then
-        answered as chat by their chat label; both labels' credits reserved together (RequestLife.serve)."""
+        answered as chat by their chat label; both labels' credits reserved together (RequestLife.serve).
+        `request.prompt` is what the transcript follows in the question ("" in a private chat; in a group the
+        sender's name, as every turn there is signed)."""
         transcriber = self.label_for(user, Category.TRANSCRIPTION)
         label = self.label_for(user, Category.TEXT)
         if transcriber is None or label is None:

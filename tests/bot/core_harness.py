@@ -34,13 +34,14 @@ FIRST_KEY, SECOND_KEY = "sk-first-test", "sk-second-test"
 FIRST_REPLY = "Hello from the first model"
 SECOND_REPLY = "The second model answers"
 
-# Two OpenAI services: the first for everything, the second as the text fallback.
+# Two OpenAI services: the first for everything, the second as the text fallback and the eyes of "Eyes".
 PROVIDERS = ProvidersFile(names=("first", "second"), replicate_poll_s=0.05, blocks="""\
 [providers.first]
 kind = "openai"
 base_url = "{primary}"
 timeout_s = 5
-models = {{ text = "gpt-4o-mini", image = "gpt-image-1", image_edit = "gpt-image-1", audio = "gpt-4o-mini-tts" }}
+models = {{ text = "gpt-4o-mini", image = "gpt-image-1", image_edit = "gpt-image-1", audio = "gpt-4o-mini-tts", \
+transcription = "gpt-4o-mini-transcribe" }}
 prices = {{ text_in_per_1k = 0.00015, text_out_per_1k = 0.0006, image = 0.04, audio_per_1k_chars = 0.015 }}
 
 [providers.second]
@@ -49,10 +50,21 @@ base_url = "{secondary}"
 timeout_s = 5
 models = {{ text = "gpt-4o" }}
 prices = {{ text_in_per_1k = 0.0025, text_out_per_1k = 0.01 }}
-""", media_routes='image = ["first"]\nimage_edit = ["first"]\naudio = ["first"]\n', media_labels="""
+""", media_routes='image = ["first"]\nimage_edit = ["first"]\naudio = ["first"]\ntranscription = ["first"]\n',
+    media_labels="""
 [labels."Photo edit"]
 category = "image_edit"
 credits = 3
+
+[labels."Eyes"]
+category = "text"
+credits = 2
+vision = true
+route = ["second"]
+
+[labels."Transcription"]
+category = "transcription"
+credits = 1
 """)
 
 

@@ -6,6 +6,7 @@
     await fake.wait_for(lambda: fake.last_text(42) == "Hi!", timeout=5)
     fake.rate_limit("editMessageText", times=1, retry_after=2)   # next edit answers 429
     fake.push_group_text(-100123, 42, "@fake_ai_bot hi", reply_to=7, thread_id=3)   # in a group's topic
+    fake.push_photo(42, png, "@fake_ai_bot what is it?", in_group=GroupPlace(-100123, thread_id=3))
 
 URLs are `{url}/bot{token}/{method}` and `{url}/file/bot{token}/{file_path}` as on api.telegram.org.
 Methods live in `telegram_methods.py`, `telegram_media.py` and `telegram_payments.py` (Stars: invoices,
@@ -46,6 +47,16 @@ class _Pending:
     @property
     def kind(self) -> str:
         return next(k for k in self.update if k != "update_id")
+
+
+@dataclass(frozen=True)
+class GroupPlace:
+    """Where in a group a photo or voice message is sent: `reply_to` the id of the group's message it
+    answers, `thread_id` the forum topic it is in."""
+
+    group_id: int
+    reply_to: int | None = None
+    thread_id: int | None = None
 
 
 # The `from` Telegram puts on messages sent on behalf of a chat; `sender_chat` then names the chat.
@@ -160,29 +171,38 @@ class FakeTelegram(FakeServer):
         return self.push_update({"message": message})
 
     def push_voice(self, user_id: int, data: bytes, duration: int, *, mime_type: str = "audio/ogg",
-                   language_code: str = "en") -> int:
-        """A user's voice message (Opus in Ogg, as Telegram records them), `duration` seconds long."""
-        user = self.remember_user(user_id, "Tester", language_code, None, None)
+                   language_code: str = "en", caption: str = "", first_name: str = "Tester",
+                   in_group: GroupPlace | None = None) -> int:
+        """A user's voice message (Opus in Ogg, as Telegram records them), `duration` seconds long; in
+        their private chat or, with `in_group`, in a group."""
+        user = self.remember_user(user_id, first_name, language_code, None, None)
         stored = self.store_file(data, "voice", ".oga", mime_type)
         voice = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "duration": duration,
                  "mime_type": mime_type, "file_size": len(data)}
-        return self.push_update({"message": self._user_message(user, {"voice": voice})})
+        return self.push_update({"message": self._message_with_caption(user, {"voice": voice}, caption, in_group)})
 
     def push_photo(self, user_id: int, photo_bytes: bytes, caption: str = "", *, first_name: str = "Tester",
-                   language_code: str = "en", username: str | None = None, with_size: bool = True) -> int:
-        """A user's photo; `with_size=False`: no file_size on it or from getFile, as Telegram may do."""
+                   language_code: str = "en", username: str | None = None, with_size: bool = True,
+                   in_group: GroupPlace | None = None) -> int:
+        """A user's photo; `with_size=False`: no file_size on it or from getFile, as Telegram may do;
+        `in_group`: sent in a group, not in the private chat."""
         user = self.remember_user(user_id, first_name, language_code, username, None)
         stored = self.store_file(photo_bytes, "photos", ".jpg", "image/jpeg")
         stored.size_known = with_size
         width, height = image_size(photo_bytes) or (0, 0)
         size = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "width": width, "height": height,
                 **({"file_size": len(photo_bytes)} if with_size else {})}
-        extra: dict[str, Any] = {"photo": [size]}
+        return self.push_update({"message": self._message_with_caption(user, {"photo": [size]}, caption, in_group)})
+
+    def _message_with_caption(self, user: dict[str, Any], body: dict[str, Any], caption: str,
+                              in_group: GroupPlace | None) -> dict[str, Any]:
         if caption:
-            extra["caption"] = caption
-            if entities := _command_entities(caption):
-                extra["caption_entities"] = entities
-        return self.push_update({"message": self._user_message(user, extra)})
+            body = {**body, "caption": caption}
+            if entities := _command_entities(caption) + _mention_entities(caption):
+                body["caption_entities"] = entities
+        if in_group is None:
+            return self._user_message(user, body)
+        return self.group_message(in_group.group_id, user, body, in_group.reply_to, in_group.thread_id)
 
     def push_group_text(self, group_id: int, user_id: int, text: str, *, reply_to: int | None = None,
                         thread_id: int | None = None, first_name: str = "Tester", language_code: str = "en") -> int:
