@@ -136,6 +136,7 @@ class Request(Base):
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     chat_id: Mapped[int | None] = mapped_column(BigInteger)  # where to deliver after a restart
+    thread_id: Mapped[int | None] = mapped_column(BigInteger)  # ... and in which forum topic of that group
     update_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)  # a re-delivery is not charged twice
     label: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(32))

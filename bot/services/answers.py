@@ -226,7 +226,7 @@ class Answers:
                 result = await self.manager.resume(provider, job_id, request, model, hooks=hooks)
                 files = await self._fetch(result) if result.media else []
             if result.text and not files:
-                await TextStreamer(ask.bot, ask.chat_id, before_first=gate.delivering,
+                await TextStreamer(ask.bot, ask.chat_id, thread_id=ask.thread_id, before_first=gate.delivering,
                                    after_first=gate.delivered).finish(result.text)
             else:
                 await self.deliver(ask, request, files, gate)

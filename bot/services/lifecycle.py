@@ -227,9 +227,9 @@ class RequestLife:
         async def reserve(session: AsyncSession) -> tuple[Reservation, list[ChatMessage]]:
             done = await lifecycle.reserve_request(
                 session, owner=owner, lease_until=until, tg_id=ask.user_id, update_id=ask.update_id,
-                chat_id=ask.chat_id, label=label.name, category=str(request.category), prompt=request.prompt,
-                credits=credits, budget=self.budget, route_first_provider=route[0] if route else None,
-                start=not queued, exclusive=queued)
+                chat_id=ask.chat_id, thread_id=ask.thread_id, label=label.name, category=str(request.category),
+                prompt=request.prompt, credits=credits, budget=self.budget,
+                route_first_provider=route[0] if route else None, start=not queued, exclusive=queued)
             if not done.ok or history_chars is None:
                 return done, []
             past = await history.load_history(session, ask.conversation, history_chars, prune=True)

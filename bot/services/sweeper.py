@@ -112,8 +112,9 @@ class Sweeper:
     async def _ask_for(self, orphan: Orphan) -> Ask:
         async with self.sessions() as session:
             user = await get_user(session, orphan.tg_id)
+        # the row says where it was asked (a group's forum topic too), so the answer goes where it was awaited
         return Ask(self.life.bot, orphan.chat_id or orphan.tg_id, orphan.tg_id,
-                   Translate(language_for(user.language if user else None)))
+                   Translate(language_for(user.language if user else None)), thread_id=orphan.thread_id)
 
     async def renew_leases(self) -> None:
         """Push this process's leases on (every third of a lease)."""

@@ -50,10 +50,11 @@ R = requests_table.c
 async def reserve_request(
     session: AsyncSession, *, owner: str, lease_until: datetime, tg_id: int, update_id: int | None, label: str,
     category: str, prompt: str, credits: int, budget: Budget = Budget(), chat_id: int | None = None,
-    route_first_provider: str | None = None, now: datetime | None = None, start: bool = True,
-    exclusive: bool = False,
+    thread_id: int | None = None, route_first_provider: str | None = None, now: datetime | None = None,
+    start: bool = True, exclusive: bool = False,
 ) -> Reservation:
     """Open a request and charge `credits` for it, atomically. The user must exist (upsert_user first).
+    `chat_id` and `thread_id` (a forum topic) say where its answer goes, also when it is resumed.
 
     `exclusive`: refused as busy (a row, nothing charged) while the user has an open request. One process
     knows that from memory; fronts of the distributed mode ask the database (under a per-user lock that
@@ -74,7 +75,7 @@ async def reserve_request(
         conn, tg_id=tg_id, chat_id=chat_id, update_id=update_id, label=label, category=category, prompt=prompt,
         now=now, status="running" if start else "reserved", route_first_provider=route_first_provider,
         credits_charged=credits, budget_day_key=day_key, budget_month_key=month_key, owner=owner,
-        lease_until=lease_until)
+        lease_until=lease_until, thread_id=thread_id)
     if request_id is None:
         earlier = await conn.scalar(select(R.id).where(R.update_id == update_id))
         return Reservation("duplicate", earlier, await charges.balance(conn, tg_id))
@@ -254,7 +255,7 @@ async def orphans(session: AsyncSession, now: datetime, gone_owners: Sequence[st
     rows = (await session.execute(
         select(R.id.label("request_id"), R.user_id.label("tg_id"), R.chat_id, R.category, R.label, R.prompt,
                R.owner, R.lease_until, R.job_provider, R.job_model, R.provider_job_id.label("job_id"),
-               R.credits_charged.label("credits"), R.delivered_at, R.created_at)
+               R.credits_charged.label("credits"), R.delivered_at, R.created_at, R.thread_id)
         .where(R.status.in_(OPEN_STATUSES), lapsed).order_by(R.id))).all()
     return [Orphan(**row._asdict()) for row in rows]
 

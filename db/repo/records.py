@@ -112,3 +112,4 @@ class Orphan:
     credits: int
     delivered_at: datetime | None
     created_at: datetime
+    thread_id: int | None = None  # the forum topic it was asked in: its answer goes there

@@ -19,7 +19,7 @@ R, U = requests_table.c, users_table.c
 
 CLOSED_ROW = (R.user_id, R.category, R.created_at, R.credits_charged, R.credits_refunded, R.budget_day_key,
               R.budget_month_key, R.fallback, R.label)
-OPEN_ROW_COLUMNS = ("user_id", "chat_id", "update_id", "label", "category", "prompt", "status",
+OPEN_ROW_COLUMNS = ("user_id", "chat_id", "thread_id", "update_id", "label", "category", "prompt", "status",
                     "route_first_provider", "credits_charged", "budget_day_key", "budget_month_key", "created_at",
                     "owner", "lease_until", "error_kind", "finished_at")
 

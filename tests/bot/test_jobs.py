@@ -55,6 +55,27 @@ async def test_a_video_job_running_at_shutdown_is_resumed_and_delivered(h: CoreH
     assert h.credits(USER) == 20
 
 
+async def test_a_job_asked_in_a_forum_topic_is_resumed_into_that_topic(h: CoreHarness) -> None:
+    group, topic = -100_900, 7
+    running = asyncio.create_task(h.feed(h.tg.push_group_text(group, USER, "/video@fake_ai_bot a cat surfing",
+                                                              thread_id=topic)))
+    await eventually(lambda: h.rows("SELECT 1 FROM requests WHERE provider_job_id IS NOT NULL"))
+    assert h.app is not None
+    await h.app.aclose()
+    h.app = None
+    await asyncio.wait_for(running, 5)
+    [request] = h.requests(USER)
+    assert (request["chat_id"], request["thread_id"], request["status"]) == (group, topic, "running")
+    h.replicate.polls_until_done = 0
+    await h.boot()  # a new process: nothing of the update in memory, only the row
+    await h.tg.wait_for(lambda: h.tg.media(group, "video"), timeout=10)
+    [video] = h.tg.media(group, "video")
+    assert video.payload.get("message_thread_id") == topic  # not the group's main chat
+    progress = [m for m in h.tg.sent[group] if m.history and m.history[0].startswith("⏳")]
+    assert progress and all(m.payload.get("message_thread_id") == topic for m in progress)
+    await eventually(lambda: h.requests(USER)[0]["status"] == "served")
+
+
 async def test_a_resumed_job_that_failed_is_refunded_and_the_user_told(h: CoreHarness) -> None:
     await start_video_then_stop_the_bot(h)
     h.replicate.polls_until_done = 0

@@ -1,5 +1,5 @@
 """A Job crosses the queue as JSON and comes back the same: images by reference (or bytes), a voice
-message's recording and its transcription label included."""
+message's recording and its transcription label, and the forum topic it was asked in included."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ def test_a_voice_message_keeps_its_recording_and_transcription_label() -> None:
                                 messages=(ChatMessage("user", "earlier"),))
     job = Job(8, 1, 1, "ru", "Fast chat", "voice", request, reply_to=5, update_id=9, transcriber="Transcription")
     assert through_the_queue(job) == job
+
+
+def test_a_job_asked_in_a_forum_topic_keeps_its_topic() -> None:
+    request = GenerationRequest(Category.TEXT, prompt="Alice: hi", messages=(ChatMessage("user", "Alice: hi"),))
+    job = Job(10, 3001, -100_600, "en", "Fast chat", "text", request, reply_to=4, update_id=11, thread_id=7)
+    back = through_the_queue(job)
+    assert back == job and back.thread_id == 7
+    assert Job.from_wire(job.to_wire() | {"thread_id": None}).thread_id is None  # the group's main chat
 
 
 def test_an_instruction_edit_and_an_unknown_work() -> None:

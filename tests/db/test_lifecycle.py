@@ -493,6 +493,15 @@ async def test_orphans_give_everything_needed_to_resume_a_provider_job(sessions:
             delivered_at=T0 - timedelta(minutes=2), created_at=T0 - timedelta(minutes=5))]
 
 
+async def test_an_orphan_asked_in_a_forum_topic_says_which(sessions: Sessions) -> None:
+    async with sessions() as s, s.begin():
+        await make_user(s, 1, credits=10)
+        for chat_id, thread_id in [(-100_5, 7), (-100_5, None), (1, None)]:
+            await reserve_request(s, owner=OWNER, lease_until=LAPSED, tg_id=1, update_id=None, label="Fast chat",
+                                  category="video", prompt="a cat", credits=1, chat_id=chat_id, thread_id=thread_id)
+        assert [(o.chat_id, o.thread_id) for o in await orphans(s, T0)] == [(-100_5, 7), (-100_5, None), (1, None)]
+
+
 async def _take_over_in_own_session(sessions: Sessions, orphan: Orphan, owner: str) -> bool:
     async with sessions() as s, s.begin():
         return await take_over(s, orphan, owner, LIVE)
