@@ -51,23 +51,60 @@ from providers.manager import ProviderManager
 
 @dataclass
 class BotApp:
-    settings: Settings
-    config: ProvidersConfig
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    bot: Bot
-    manager: ProviderManager
+    """A front: the core every request-running process has (`bot.core`), plus the dispatcher, the
+    scheduler and what only fronts do."""
+
+    core: Core
     dp: Dispatcher
     scheduler: AsyncIOScheduler
-    slots: Slots
-    life: RequestLife
-    sweeper: Sweeper
     generation: GenerationService
-    writes: WriteQueue
-    media_client: httpx.AsyncClient
-    core: Core
     stars: StarLedger  # reconciles Telegram's list of Star transactions with the payments table
     _stopping: bool = False
+
+    # the core's parts, by the names handlers, hooks and tests know them
+    @property
+    def settings(self) -> Settings:
+        return self.core.settings
+
+    @property
+    def config(self) -> ProvidersConfig:
+        return self.core.config
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.core.engine
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self.core.sessions
+
+    @property
+    def bot(self) -> Bot:
+        return self.core.bot
+
+    @property
+    def manager(self) -> ProviderManager:
+        return self.core.manager
+
+    @property
+    def slots(self) -> Slots:
+        return self.core.slots
+
+    @property
+    def life(self) -> RequestLife:
+        return self.core.life
+
+    @property
+    def sweeper(self) -> Sweeper:
+        return self.core.sweeper
+
+    @property
+    def writes(self) -> WriteQueue:
+        return self.core.writes
+
+    @property
+    def media_client(self) -> httpx.AsyncClient:
+        return self.core.media_client
 
     async def on_startup(self) -> None:
         await self.core.start()
@@ -152,8 +189,7 @@ def build_app(settings: Settings, config: ProvidersConfig, queue: Queue | None =
                     db_writes=core.writes, invoices=invoices)
     setup_middlewares(dp, settings, core.shared)
     dp.include_routers(*routers())
-    app = BotApp(settings, config, core.engine, sessions, bot, manager, dp, scheduler, core.slots, life, core.sweeper,
-                 generation, core.writes, core.media_client, core, stars)
+    app = BotApp(core, dp, scheduler, generation, stars)
     dp.startup.register(app.on_startup)
     dp.shutdown.register(app.on_shutdown)
     return app
