@@ -19,7 +19,6 @@ from bot.i18n import Translate, language_for
 from bot.queue import TASK_NAME, Job, queue_name
 from bot.services.answers import Ask, WorkState
 from bot.services.lifecycle import RequestLife, Run
-from bot.services.running import Slot
 from bot.settings import Settings
 from bot.shared.base import uncancellable
 from db.repo import lifecycle
@@ -40,9 +39,7 @@ async def take_job(life: RequestLife, job: Job) -> None:
     life.leases.hold(rid)
     ask = Ask(life.bot, job.chat_id, job.user_id, Translate(language_for(job.lang)), job.reply_to, job.update_id,
               job.thread_id)
-    slot = life.slots.claim(job.user_id) or Slot(job.user_id)  # /cancel finds it by request id
-    slot.admitted = True
-    slot.reservation_done(rid)
+    slot = life.slots.for_reserved(job.user_id, rid)
     try:
         label = life.manager.catalogue.get(job.label)
         route = life.manager.route_for(job.request.category, label) if label is not None else []

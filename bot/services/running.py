@@ -45,6 +45,15 @@ class Slots:
         slot = self._running[user_id] = Slot(user_id)
         return slot
 
+    def for_reserved(self, user_id: int, request_id: int) -> Slot:
+        """The slot of a request reserved elsewhere (a job from the queue, a resumed orphan): admitted and
+        its reservation done, so /cancel treats it as running. The user's own slot when it is free; else a
+        slot of its own, which /cancel still reaches through the database and `stop`."""
+        slot = self.claim(user_id) or Slot(user_id)
+        slot.admitted = True
+        slot.reservation_done(request_id)
+        return slot
+
     def release(self, slot: Slot) -> None:
         if self._running.get(slot.user_id) is slot:
             del self._running[slot.user_id]

@@ -97,8 +97,7 @@ class Sweeper:
         """Poll the provider job of a taken-over request to its end and deliver; never creates it again."""
         assert orphan.job_id is not None and orphan.job_provider is not None
         slots = self.life.slots
-        slot = slots.claim(orphan.tg_id) or Slot(orphan.tg_id)  # a busy user's /cancel reaches it by the db
-        slot.reservation_done(orphan.request_id)
+        slot = slots.for_reserved(orphan.tg_id, orphan.request_id)
         request = GenerationRequest(Category(orphan.category), prompt=orphan.prompt)
         work = self.life.answers.resumed(ask, orphan.job_provider, orphan.job_id, orphan.job_model or "", request)
         run = Run(orphan.request_id, ask, slot, request.category, WorkState([orphan.job_provider]),

@@ -109,3 +109,21 @@ async def test_orphans_are_finished_at_start_and_live_leases_left_alone(h: CoreH
     assert statuses == {expired: "failed", earlier_start: "failed", alive: "running"}
     assert h.credits(USER) == 39
     await h.tg.wait_for(lambda: "could not be finished" in (h.tg.last_text(USER) or ""), timeout=5)
+
+
+async def test_cancel_stops_a_resumed_job_and_refunds_it(h: CoreHarness) -> None:
+    """A job resumed after a restart is the user's running request like any other: /cancel refunds it,
+    stops the polling and asks the provider to stop (it was answered "cancelled before it started, nothing
+    was charged", and the job ran on)."""
+    job_id = await start_video_then_stop_the_bot(h)
+    polls = h.replicate.polls
+    await h.boot()  # the job is still running at the provider: the new start resumes it
+    await eventually(lambda: h.replicate.polls > polls)
+    await h.feed(h.tg.push_message(USER, "/cancel"))
+    assert h.tg.last_text(USER) == "🛑 Cancelled. 20 credits refunded."
+    await eventually(lambda: h.requests(USER)[0]["status"] == "canceled")
+    assert h.credits(USER) == 40
+    await eventually(lambda: h.replicate.predictions[job_id].status == "canceled")
+    polls_after = h.replicate.polls
+    await asyncio.sleep(0.3)
+    assert h.replicate.polls == polls_after and h.tg.media(USER) == []
