@@ -25,7 +25,7 @@ PRIMARY_KEY, SECONDARY_KEY = "sk-or-primary-test", "sk-secondary-test"
 PRIMARY_REPLY = "Primary model says hello to you"
 SECONDARY_REPLY = "Secondary model answers instead"
 
-# OpenRouter first for text; OpenAI as the fallback, and for images and speech.
+# OpenRouter first for text; OpenAI as the fallback, for images and speech, and the eyes of "Eyes".
 PROVIDERS = ProvidersFile(names=("primary", "secondary"), replicate_poll_s=0.1, blocks="""\
 [providers.primary]
 kind = "openrouter"
@@ -40,7 +40,13 @@ base_url = "{secondary}"
 timeout_s = 5
 models = {{ text = "gpt-4o-mini", image = "gpt-image-1", audio = "gpt-4o-mini-tts" }}
 prices = {{ text_in_per_1k = 0.00015, text_out_per_1k = 0.0006, image = 0.04, audio_per_1k_chars = 0.015 }}
-""", media_routes='image = ["secondary"]\naudio = ["secondary"]\n')
+""", media_routes='image = ["secondary"]\naudio = ["secondary"]\n', media_labels="""
+[labels."Eyes"]
+category = "text"
+credits = 2
+vision = true
+route = ["secondary"]
+""")
 
 
 async def start_fakes() -> Fakes:

@@ -2,7 +2,8 @@
 
 - a PDF with a question: the PDF's text reaches the provider; an encrypted PDF is refused, nothing charged;
 - in a group: a mention and a reply to the bot are answered, a plain message is ignored (no request row),
-  `/start@otherbot` is ignored;
+  `/start@otherbot` is ignored; a photo whose caption mentions the bot is answered by the label that sees,
+  the image in the provider's request, and a photo for nobody is ignored (no user row);
 - a private chat's streamed answer is shown as drafts, then sent as one message; a group's is edited.
 """
 
@@ -12,7 +13,9 @@ import pytest
 
 from tests.e2e.conftest import Live
 from tests.e2e.flows import eventually, settle
-from tests.e2e.harness import FREE_CREDITS, PRIMARY_REPLY
+from tests.e2e.harness import FREE_CREDITS, PRIMARY_REPLY, SECONDARY_REPLY
+from tests.fakes.openai import PNG_1X1
+from tests.fakes.telegram import GroupPlace
 from tests.support.pdfs import make_pdf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="package")]
@@ -64,6 +67,25 @@ async def test_in_a_group_mentions_and_replies_are_answered_and_the_rest_ignored
     assert len(tg.messages(group)) == 2
     assert len(db.requests(bob)) == 1 and db.credits(bob) == FREE_CREDITS - 1
     assert [r["chat_id"] for r in db.requests(alice)] == [group]
+
+
+async def test_in_a_group_a_photo_for_the_bot_is_seen_and_a_photo_for_nobody_ignored(live: Live) -> None:
+    tg, db, group, alice, carol = live.tg, live.db, -100_2606, 2606, 2607
+    seen_before = len(live.fakes.secondary.calls_to("/chat/completions"))
+    tg.push_photo(carol, PNG_1X1, "holiday snap", first_name="Carol", in_group=GroupPlace(group))  # for nobody
+    tg.push_photo(alice, PNG_1X1, f"{BOT} what is in this picture?", first_name="Alice", in_group=GroupPlace(group))
+    [answer] = await tg.wait_for(lambda: [m for m in tg.messages(group) if m.plain == SECONDARY_REPLY], timeout=20)
+    assert answer.payload["reply_to_message"]["from"]["id"] == alice
+    [call] = live.fakes.secondary.calls_to("/chat/completions")[seen_before:]
+    text, image = call.json["messages"][-1]["content"]
+    assert text == {"type": "text", "text": "Alice: what is in this picture?"}
+    assert image["image_url"]["url"].startswith("data:image/jpeg;base64,iVBORw0KGgo")
+    [request] = await eventually(lambda: [r for r in db.requests(alice) if r["status"] == "served"],
+                                 what="alice's photo served")
+    assert (request["chat_id"], request["label"]) == (group, "Eyes")
+    await settle(tg)
+    assert db.rows("SELECT id FROM users WHERE id = ?", carol) == [] and db.requests(carol) == []
+    assert "holiday snap" not in str([c.json for c in live.fakes.secondary.calls_to("/chat/completions")])
 
 
 async def test_a_private_answer_streams_as_drafts_and_a_group_answer_as_edits(live: Live) -> None:
