@@ -154,21 +154,30 @@ async def cmd_edit(message: Message, command: CommandObject, bot: Bot, t: Transl
     # before the download: a busy user's photo would be fetched only to be refused
     if await generation.refused_as_busy(ask, user, request):
         return
-    if size > DOWNLOAD_LIMIT:
-        await ask.say(t("errors.photo_too_big"))
-        return
+    image = await _download(ask, bot, file_id, size, "photo")
+    if image is not None:
+        await generation.media(ask, user, dataclasses.replace(request, image=image), "usage.edit")
+
+
+async def _download(ask: Ask, bot: Bot, file_id: str, size: int | None, what: str) -> bytes | None:
+    """A user's file from Telegram, at most DOWNLOAD_LIMIT bytes (counted while it arrives, since Telegram
+    may not say its size); None after telling the user it is too big (`errors.<what>_too_big`) or could not
+    be fetched (`errors.<what>_failed`)."""
+    if (size or 0) > DOWNLOAD_LIMIT:
+        await ask.say(ask.t(f"errors.{what}_too_big"))
+        return None
     try:
-        image = await download_capped(bot, file_id, DOWNLOAD_LIMIT)
+        data = await download_capped(bot, file_id, DOWNLOAD_LIMIT)
     except TooBig:
-        await ask.say(t("errors.photo_too_big"))
-        return
+        await ask.say(ask.t(f"errors.{what}_too_big"))
+        return None
     except TelegramAPIError as exc:
-        logger.info("photo download failed for user {}: {}", user.tg_id, exc)
-        image = b""
-    if not image:
-        await ask.say(t("errors.photo_failed"))
-        return
-    await generation.media(ask, user, dataclasses.replace(request, image=image), "usage.edit")
+        logger.info("{} download failed for user {}: {}", what, ask.user_id, exc)
+        data = b""
+    if not data:
+        await ask.say(ask.t(f"errors.{what}_failed"))
+        return None
+    return data
 
 
 async def on_photo(message: Message, bot: Bot, t: Translate, user: UserView, generation: GenerationService,
@@ -206,21 +215,9 @@ async def on_voice(message: Message, bot: Bot, t: Translate, user: UserView, gen
                                 audio_seconds=float(recording.duration or 0))
     if await generation.refused_as_busy(ask, user, request):  # before the download, as /edit does
         return
-    if (recording.file_size or 0) > DOWNLOAD_LIMIT:
-        await ask.say(t("errors.voice_too_big"))
-        return
-    try:
-        audio = await download_capped(bot, recording.file_id, DOWNLOAD_LIMIT)
-    except TooBig:
-        await ask.say(t("errors.voice_too_big"))
-        return
-    except TelegramAPIError as exc:
-        logger.info("voice download failed for user {}: {}", user.tg_id, exc)
-        audio = b""
-    if not audio:
-        await ask.say(t("errors.voice_failed"))
-        return
-    await generation.voice(ask, user, dataclasses.replace(request, audio=audio))
+    audio = await _download(ask, bot, recording.file_id, recording.file_size, "voice")
+    if audio is not None:
+        await generation.voice(ask, user, dataclasses.replace(request, audio=audio))
 
 
 def router() -> Router:
