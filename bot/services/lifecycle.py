@@ -215,7 +215,7 @@ class RequestLife:
             closed = await self.write(lambda s: lifecycle.close_failed(
                 s, job.request_id, QUEUE_OWNER, error_kind="queue", message=why), job.request_id)
             if closed is not None:
-                await ask.say(with_outcome(ask.t("errors.not_started"), closed, ask.t))
+                await ask.say(with_outcome(ask.t("errors.queue_failed"), closed, ask.t))
 
     async def _reserve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, route: list[str],
                        history_chars: int | None, credits: int) -> tuple[Reservation, list[ChatMessage]]:

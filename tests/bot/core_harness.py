@@ -23,6 +23,7 @@ from typing import Any
 from aiogram.types import Update
 
 from bot.app import BotApp, build_app
+from bot.services.lifecycle import Queue
 from bot.settings import Settings
 from bot.shared import SendRates
 from db.engine import upgrade_database
@@ -94,7 +95,8 @@ async def eventually(probe: Callable[[], object], within_s: float = 5.0) -> None
 
 
 class CoreHarness:
-    def __init__(self, tmp: Path, fakes: Fakes, settings: Settings, missing_keys: Collection[str] = ()) -> None:
+    def __init__(self, tmp: Path, fakes: Fakes, settings: Settings, missing_keys: Collection[str] = (),
+                 queue: Queue | None = None) -> None:
         self.tmp, self.fakes = tmp, fakes
         self.missing_keys = frozenset(missing_keys)  # provider API keys left out of the environment
         self.tg, self.replicate = fakes.telegram, fakes.replicate
@@ -102,11 +104,12 @@ class CoreHarness:
         self.settings = settings
         self.db_path = tmp / "bot.db"
         self.app: BotApp | None = None
+        self.queue = queue  # a front of the distributed mode hands its requests to this queue
 
     @classmethod
     @asynccontextmanager
-    async def start(cls, tmp: Path, *, missing_keys: Collection[str] = (), **settings: Any
-                    ) -> AsyncIterator[CoreHarness]:
+    async def start(cls, tmp: Path, *, missing_keys: Collection[str] = (), queue: Queue | None = None,
+                    **settings: Any) -> AsyncIterator[CoreHarness]:
         fakes = await Fakes.start(text_fake("openai", FIRST_KEY, FIRST_REPLY),
                                   text_fake("openai", SECOND_KEY, SECOND_REPLY))
         tg = fakes.telegram
@@ -114,7 +117,8 @@ class CoreHarness:
             "bot_token": tg.token, "telegram_api_url": tg.url, "database_url": f"sqlite+aiosqlite:///{tmp / 'bot.db'}",
             "admin_ids": "1001", "free_credits": 10, "stream_edit_interval": 0.01, "progress_after": 0.05,
             "progress_interval": 0.05, "throttle_rate": 100, **settings}
-        harness = cls(tmp, fakes, Settings(_env_file=None, **values), missing_keys)  # type: ignore[call-arg]
+        harness = cls(tmp, fakes, Settings(_env_file=None, **values), missing_keys,
+                      queue)
         try:
             await asyncio.to_thread(migrate, harness.db_path)
             await harness.boot()
@@ -132,7 +136,8 @@ class CoreHarness:
         path = PROVIDERS.write(self.tmp / "providers.toml", self.fakes)
         env = {k: v for k, v in PROVIDERS.keys(self.fakes).items() if k not in self.missing_keys}
         # unpaced: a test's fake Bot API has no flood limits, and pacing would only make the suite slow
-        self.app = build_app(self.settings, load_providers(path, env=env), send_rates=SendRates.unpaced())
+        self.app = build_app(self.settings, load_providers(path, env=env), self.queue,
+                             send_rates=SendRates.unpaced())
         await self.app.on_startup()
         return self.app
 
