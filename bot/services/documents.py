@@ -18,10 +18,12 @@ import io
 from dataclasses import dataclass
 from html import escape
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from loguru import logger
-from pypdf import PasswordType, PdfReader
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
 Kind = Literal["pdf", "text"]
 
@@ -140,6 +142,8 @@ def _decode(data: bytes) -> str:
 
 
 def _read_pdf(data: bytes, name: str, limits: Limits) -> Document:
+    from pypdf import PdfReader  # here, not at start-up: 10 MB resident a bot that never sees a PDF saves
+
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not _opens_without_password(reader):
@@ -167,6 +171,8 @@ def _read_pdf(data: bytes, name: str, limits: Limits) -> Document:
 
 def _opens_without_password(reader: PdfReader) -> bool:
     """True for a PDF locked only against editing (an owner password): its text can be read as is."""
+    from pypdf import PasswordType
+
     try:
         return bool(reader.decrypt("") != PasswordType.NOT_DECRYPTED)
     except Exception:  # a cipher pypdf cannot run without an optional package counts as locked
