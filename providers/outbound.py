@@ -8,6 +8,10 @@ on the way) make us read internal services and hand their bytes to a user. So a 
     - it is https and its host resolves only to public addresses (no loopback, private, link-local,
       multicast, reserved or unspecified address, IPv4 or IPv6, IPv4-mapped included).
 
+The address checked is the address connected to: the request goes to that IP, with the name in the Host
+header and in TLS (SNI and certificate check), so a DNS answer that changes between the check and the
+connection (rebinding) cannot move it to an internal address.
+
 Redirects are followed by hand, each hop checked again, at most `max_redirects`. Bytes are counted as they
 arrive and the download stops past `max_bytes` (`providers.bodies`, the reader every provider body goes
 through); one deadline covers the whole download, not each read.
@@ -99,24 +103,24 @@ class OutboundPolicy:
     max_redirects: int = MAX_REDIRECTS
     resolver: Resolver = resolve
 
-    async def check(self, url: str) -> None:
-        """Raise FetchRefused unless `url` may be fetched (see the module docstring)."""
+    async def check(self, url: str) -> str | None:
+        """Raise FetchRefused unless `url` may be fetched (see the module docstring); the checked address
+        to connect to, or None for a configured origin (trusted as it is, by name)."""
         origin = origin_of(url)
         if origin is None:
             raise FetchRefused(f"not an http(s) URL (host {host_of(url)})")
         scheme, host, port = origin
         if origin in self.allowed_origins:
-            return
+            return None
         if scheme != "https":
             raise FetchRefused(f"plain http to {host}, which is not a configured provider")
-        # The check resolves the name, and httpx resolves it again to connect: a DNS answer that changes in
-        # between (rebinding) slips through. Pinning the checked address for the connection is a follow-up.
         addresses = await self.resolver(host, port)
         if not addresses:
             raise FetchRefused(f"cannot resolve {host}")
         blocked = [a for a in addresses if not is_public_address(a)]
         if blocked:
             raise FetchRefused(f"{host} resolves to {blocked[0]}, which is not a public address")
+        return addresses[0]
 
     async def fetch(self, client: httpx.AsyncClient, url: str, *, max_bytes: int, deadline_s: float) -> bytes:
         """The body at `url` after checked redirects, at most `max_bytes`, all within `deadline_s`."""
@@ -134,8 +138,8 @@ class OutboundPolicy:
 
     async def _fetch(self, client: httpx.AsyncClient, hop: list[str], max_bytes: int) -> bytes:
         for redirects in range(self.max_redirects + 1):
-            await self.check(hop[0])
-            request = client.build_request("GET", hop[0])
+            address = await self.check(hop[0])
+            request = pinned_request(client, hop[0], address)
             response = await client.send(request, stream=True, follow_redirects=False)
             try:
                 if response.next_request is not None:  # a redirect with a Location; checked on the next turn
@@ -147,6 +151,20 @@ class OutboundPolicy:
             finally:
                 await response.aclose()
         raise AssertionError("unreachable: the last turn returns or raises")
+
+
+def pinned_request(client: httpx.AsyncClient, url: str, address: str | None) -> httpx.Request:
+    """GET `url`, connecting to `address` when given: the IP in the URL, the name in the Host header and in
+    TLS (`sni_hostname`, which is also the name the certificate must match)."""
+    if address is None:
+        return client.build_request("GET", url)
+    parsed = httpx.URL(url)
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    host_header = parsed.host if parsed.port is None else f"{parsed.host}:{parsed.port}"
+    return client.build_request("GET", parsed.copy_with(host=str(ip)), headers={"Host": host_header},
+                                extensions={"sni_hostname": parsed.host})
 
 
 async def _body(response: httpx.Response, host: str, max_bytes: int) -> bytes:

@@ -123,3 +123,33 @@ async def test_an_http_error_names_the_status_and_host_only(
     with pytest.raises(FetchError, match=r"HTTP 404 from 127\.0\.0\.1") as failed:
         await trusting(trusted).fetch(client, f"{trusted.url}/missing?token=abc", max_bytes=10, deadline_s=5)
     assert "token" not in str(failed.value)
+
+
+async def test_the_checked_address_is_the_one_connected_to_with_the_name_kept_for_host_and_tls() -> None:
+    """DNS rebinding: a name that resolved to a public address at the check must not be resolved again to
+    connect (a second answer could be 127.0.0.1). The request goes to the checked IP; the name travels in
+    the Host header and as the TLS server name, which the certificate is checked against."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"png bytes")
+
+    policy = OutboundPolicy(resolver=resolver({"cdn.example": ["93.184.215.14"],
+                                               "v6.example": ["2606:2800:220:1:248:1893:25c8:1946"]}))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        assert await policy.fetch(client, "https://cdn.example/out.png?sig=s", max_bytes=100, deadline_s=5) \
+            == b"png bytes"
+        await policy.fetch(client, "https://v6.example:8443/x", max_bytes=100, deadline_s=5)
+    first, second = seen
+    assert first.url.host == "93.184.215.14" and first.url.path == "/out.png" and first.url.query == b"sig=s"
+    assert first.headers["host"] == "cdn.example" and first.extensions["sni_hostname"] == "cdn.example"
+    assert second.url.host == "2606:2800:220:1:248:1893:25c8:1946" and second.url.port == 8443
+    assert second.headers["host"] == "v6.example:8443" and second.extensions["sni_hostname"] == "v6.example"
+
+
+async def test_a_configured_origin_is_fetched_by_its_name(hosts: tuple[MediaHost, MediaHost,
+                                                                       httpx.AsyncClient]) -> None:
+    trusted, _, client = hosts
+    assert await trusting(trusted).check(trusted.url + "/file/10") is None  # trusted as configured: no pin
+    assert len(await trusting(trusted).fetch(client, trusted.url + "/file/10", max_bytes=100, deadline_s=5)) == 10
