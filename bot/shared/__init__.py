@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiogram import Bot
 from aiogram.fsm.storage.base import BaseStorage
-from redis.asyncio import Redis
 
 from bot.settings import Settings
 from bot.shared.dedup import LocalSeenUpdates, RedisSeenUpdates, SeenUpdates
@@ -22,6 +22,9 @@ from bot.shared.fsm import SharedStorage
 from bot.shared.limiter import LocalSendLimiter, RedisSendLimiter, SendLimiter, SendLimitMiddleware, SendRates
 from bot.shared.once import Claims, LocalClaims, RedisClaims
 from bot.shared.throttle import FloodGate, LocalFloodGate, RedisFloodGate
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ["SendRates", "Shared", "build_shared", "key_prefix"]
 
@@ -61,6 +64,8 @@ def build_shared(settings: Settings, *, rates: SendRates | None = None, redis: R
     rates = rates or SendRates(per_chat_s=settings.telegram_chat_sends_per_second,
                                global_s=settings.telegram_sends_per_second)
     if redis is None and settings.redis_url is not None:
+        from redis.asyncio import Redis
+
         redis = Redis.from_url(settings.redis_url.get_secret_value())
     if redis is None:
         return Shared(LocalSendLimiter(rates), LocalFloodGate(settings.throttle_rate, settings.throttle_window),

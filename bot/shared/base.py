@@ -8,10 +8,15 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from loguru import logger
-from redis.exceptions import RedisError
 
-# Redis client errors, and the socket errors redis-py lets through on a dropped connection
-REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """Redis client errors, and the socket errors redis-py lets through on a dropped connection. A function,
+    so that `except redis_errors()` imports redis only where a Redis piece meets an error: a bot without
+    REDIS_URL never loads the client."""
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
 
 _WARN_EVERY_S = 30.0
 T = TypeVar("T")

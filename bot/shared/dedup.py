@@ -6,11 +6,12 @@ together. Across everything, the charge is still protected by the unique update 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from redis.asyncio import Redis
+from bot.shared.base import Degraded, redis_errors, uncancellable
 
-from bot.shared.base import REDIS_ERRORS, Degraded, uncancellable
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 SEEN_TTL_S = 3600.0  # Telegram's re-deliveries come within minutes; the database catches anything later
 
@@ -51,7 +52,7 @@ class RedisSeenUpdates:
         try:
             claimed = await uncancellable(self.redis.set(f"{self.prefix}update:{update_id}", "1", nx=True,
                                                          px=int(self.ttl_s * 1000)))
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self._degraded.warn(exc)
             return mine
         return mine and bool(claimed)

@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
@@ -27,10 +27,12 @@ from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from loguru import logger
-from redis.asyncio import Redis
 
 from bot.services.telegram_retry import current_patience, mark_gave_up
-from bot.shared.base import REDIS_ERRORS, Degraded, uncancellable
+from bot.shared.base import Degraded, redis_errors, uncancellable
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 ChatKey = int | str | None  # None: a send that belongs to no chat (an inline message): the bot-wide limit only
 
@@ -202,7 +204,7 @@ class RedisSendLimiter:
                 all_tol * 1000, -1 if max_wait is None else max_wait * 1000]
         try:
             reserved, wait_ms = await uncancellable(self._reserve(keys=self._keys(chat), args=args))
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self._degraded.warn(exc)
             return await self.local.reserve(chat, cost=cost, max_wait=max_wait)
         return Slot(bool(reserved), max(0, int(wait_ms)) / 1000)
@@ -212,7 +214,7 @@ class RedisSendLimiter:
         key = self._keys(chat)[3 if chat is None else 2]
         try:
             await uncancellable(self._pause(keys=[key], args=[max(1, math.ceil(seconds * 1000))]))
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self._degraded.warn(exc)
 
 

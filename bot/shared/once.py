@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from redis.asyncio import Redis
+from bot.shared.base import Degraded, redis_errors, uncancellable
 
-from bot.shared.base import REDIS_ERRORS, Degraded, uncancellable
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 class Claims(Protocol):
@@ -46,6 +47,6 @@ class RedisClaims:
         try:
             return bool(await uncancellable(self.redis.set(f"{self.prefix}once:{key}", "1", nx=True,
                                                            px=max(1, int(ttl * 1000)))))
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self._degraded.warn(exc)
             return self.local.claim_now(key, ttl)

@@ -8,11 +8,12 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from redis.asyncio import Redis
+from bot.shared.base import Degraded, redis_errors, uncancellable
 
-from bot.shared.base import REDIS_ERRORS, Degraded, uncancellable
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 class Verdict(NamedTuple):
@@ -86,7 +87,7 @@ class RedisFloodGate:
         keys = [f"{self.prefix}throttle:{user_id}", f"{self.prefix}throttle:warned:{user_id}"]
         try:
             answer = await uncancellable(self._hit(keys=keys, args=[self.rate, self.window * 1000, uuid.uuid4().hex]))
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self._degraded.warn(exc)
             return self.local.hit_now(user_id)
         return Verdict(answer == 1, answer == 2)
