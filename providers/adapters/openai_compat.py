@@ -14,7 +14,6 @@ yields a last chunk with `usage=None` (the manager may estimate then).
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import httpx
 from loguru import logger
 
 from providers.adapters.openai_media import OpenAIMedia
+from providers.adapters.polling import data_uri
 from providers.adapters.sse import is_event_stream, iter_sse, open_stream, whole
 from providers.base import CallContext
 from providers.config import usd_to_micros
@@ -169,8 +169,7 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
         return message.content
     parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
     for image in images:
-        uri = f"data:{image.mime};base64,{base64.b64encode(image.data).decode('ascii')}"
-        parts.append({"type": "image_url", "image_url": {"url": uri}})
+        parts.append({"type": "image_url", "image_url": {"url": data_uri(image.data, image.mime)}})
     return parts
 
 
