@@ -23,6 +23,7 @@ from bot.filters import IsAdmin
 from bot.handlers.admin_stats import answer_blocks, read_scope, usage
 from bot.i18n import Translate, language_for
 from bot.services.durable import DurableWrites, WriteFailed
+from bot.services.purchases import refund_text
 from bot.services.reports import esc, period_text, user_name
 from bot.services.revenue import revenue_text
 from bot.services.writes import WriteQueue
@@ -91,8 +92,7 @@ async def cmd_refund(message: Message, command: CommandObject, t: Translate, ses
 
 
 async def _tell_user(bot: Bot, refund: Refund, language: str | None) -> None:
-    text = Translate(language_for(language))("buy.refunded", stars=refund.payment.stars,
-                                             credits=refund.payment.credits_debited, balance=refund.balance)
+    text = refund_text(refund, Translate(language_for(language)))
     try:
         await bot.send_message(refund.payment.user_id, text, parse_mode=ParseMode.HTML)
     except TelegramAPIError as exc:
