@@ -29,7 +29,7 @@ from providers.bodies import (
     read_prefix,
     with_body,
 )
-from providers.config import TOTAL_TIMEOUT_FACTOR, ProviderConfig
+from providers.config import ProviderConfig, first_token_deadline, total_deadline
 from providers.errors import ErrorKind, ProviderError
 from providers.types import AdapterResult, Category, EditOp, GenerationRequest, StreamChunk
 
@@ -71,12 +71,11 @@ class CallContext:
 
     @property
     def total_s(self) -> float:
-        return self.total_timeout_s if self.total_timeout_s is not None else TOTAL_TIMEOUT_FACTOR * self.timeout_s
+        return total_deadline(self.timeout_s, self.total_timeout_s)
 
     @property
     def first_token_s(self) -> float:
-        wanted = self.first_token_timeout_s if self.first_token_timeout_s is not None else self.timeout_s
-        return min(wanted, self.total_s)
+        return first_token_deadline(self.timeout_s, self.first_token_timeout_s, self.total_timeout_s)
 
     def body_cap(self, content_type: str) -> int:
         """The cap of one answer body. A text call's answer is JSON (or text): the JSON cap, whatever it is

@@ -17,6 +17,18 @@ Strategy = Literal["priority", "cheapest", "fastest"]
 TOTAL_TIMEOUT_FACTOR = 4.0  # total_timeout_s when unset: room for a long answer, yet an end to a trickle
 
 
+def total_deadline(timeout_s: float, total_timeout_s: float | None) -> float:
+    """`total_timeout_s`, else TOTAL_TIMEOUT_FACTOR x `timeout_s` (the per-read timeout)."""
+    return total_timeout_s if total_timeout_s is not None else TOTAL_TIMEOUT_FACTOR * timeout_s
+
+
+def first_token_deadline(timeout_s: float, first_token_timeout_s: float | None,
+                         total_timeout_s: float | None) -> float:
+    """`first_token_timeout_s`, else `timeout_s` (what a silent provider gets), never past the total."""
+    wanted = first_token_timeout_s if first_token_timeout_s is not None else timeout_s
+    return min(wanted, total_deadline(timeout_s, total_timeout_s))
+
+
 # Money never passes through binary floats: a price is kept as the exact decimal it was written as, and the
 # one rounding (half-up, to the whole micro-USD) happens once, on the final amount, in `round_micros`.
 _PRECISION = 60  # digits; wide enough that no product of a price and a usage count is ever rounded
@@ -111,14 +123,11 @@ class ProviderConfig:
 
     @property
     def total_deadline_s(self) -> float:
-        """`total_timeout_s`, else TOTAL_TIMEOUT_FACTOR x `timeout_s`."""
-        return self.total_timeout_s if self.total_timeout_s is not None else TOTAL_TIMEOUT_FACTOR * self.timeout_s
+        return total_deadline(self.timeout_s, self.total_timeout_s)
 
     @property
     def first_token_deadline_s(self) -> float:
-        """`first_token_timeout_s`, else `timeout_s` (what a silent provider gets), never past the total."""
-        wanted = self.first_token_timeout_s if self.first_token_timeout_s is not None else self.timeout_s
-        return min(wanted, self.total_deadline_s)
+        return first_token_deadline(self.timeout_s, self.first_token_timeout_s, self.total_timeout_s)
 
     @property
     def enabled(self) -> bool:
