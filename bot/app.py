@@ -183,7 +183,7 @@ def build_app(settings: Settings, config: ProvidersConfig, queue: Queue | None =
     stars = StarLedger(bot, sessions, core.writes, invoices, settings, core.shared.claims)
     schedule_reconciliation(scheduler, stars, settings)
     if queue is None:
-        schedule_request_duties(scheduler, core.sweeper, settings)
+        core.sweeper.schedule(scheduler, settings.sweep_interval_seconds, settings.request_lease_seconds)
     dp = Dispatcher(storage=core.shared.storage, settings=settings, sessions=sessions, manager=manager,
                     scheduler=scheduler, life=life, generation=generation, providers_config=config,
                     db_writes=core.writes, invoices=invoices)
@@ -193,11 +193,3 @@ def build_app(settings: Settings, config: ProvidersConfig, queue: Queue | None =
     dp.startup.register(app.on_startup)
     dp.shutdown.register(app.on_shutdown)
     return app
-
-
-def schedule_request_duties(scheduler: AsyncIOScheduler, sweeper: Sweeper, settings: Settings) -> None:
-    """The sweeper every SWEEP_INTERVAL_SECONDS, and lease renewal every third of a lease."""
-    scheduler.add_job(sweeper.sweep, "interval", seconds=settings.sweep_interval_seconds, id="sweep",
-                      coalesce=True, max_instances=1, replace_existing=True)
-    scheduler.add_job(sweeper.renew_leases, "interval", seconds=settings.request_lease_seconds / 3, id="leases",
-                      coalesce=True, max_instances=1, replace_existing=True)

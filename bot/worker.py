@@ -12,6 +12,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 
 from bot.errors import StartupError
@@ -22,6 +23,7 @@ from bot.services.lifecycle import RequestLife, Run
 from bot.settings import Settings
 from bot.shared.base import uncancellable
 from db.repo import lifecycle
+from providers.config import ProvidersConfig
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -81,9 +83,16 @@ class Worker:
         await self.broker.startup()
         if self.settings.metrics_port:  # GET /metrics (Prometheus), like a front's
             await core.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
+        taken = await core.sweeper.sweep()  # what dead workers left, before new work comes in
+        if taken:
+            logger.info("took over {} orphaned request(s)", taken)
+        scheduler = AsyncIOScheduler(timezone=self.settings.tz)
+        core.sweeper.schedule(scheduler, self.settings.sweep_interval_seconds, self.settings.request_lease_seconds)
+        scheduler.add_job(self._measure_queue, "interval", seconds=self.settings.request_lease_seconds / 3,
+                          id="queue_depth", coalesce=True, max_instances=1)
+        scheduler.start()
         listening = asyncio.Event()
-        tasks = [asyncio.create_task(listen_for_stops(self.redis, PREFIX, core.slots.stop, listening)),
-                 asyncio.create_task(self._duties())]
+        tasks = [asyncio.create_task(listen_for_stops(self.redis, PREFIX, core.slots.stop, listening))]
         await listening.wait()
         tasks.append(asyncio.create_task(run_receiver_task(
             self.broker, max_async_tasks=self.settings.worker_concurrency, max_prefetch=0,
@@ -93,34 +102,13 @@ class Worker:
         try:
             await stop.wait()
         finally:
+            scheduler.shutdown(wait=False)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await core.slots.shutdown()
             await self.broker.shutdown()
             await self.redis.aclose()
-
-    async def _duties(self) -> None:
-        """The sweeper (at start and every SWEEP_INTERVAL_SECONDS) and lease renewal (every third of a lease)."""
-        sweeper, settings = self.core.sweeper, self.settings
-        last_sweep = -float("inf")
-        loop = asyncio.get_running_loop()
-        while True:
-            if loop.time() - last_sweep >= settings.sweep_interval_seconds:
-                last_sweep = loop.time()
-                try:
-                    taken = await sweeper.sweep()
-                    if taken:
-                        logger.info("took over {} orphaned request(s)", taken)
-                except Exception as exc:
-                    logger.opt(exception=exc).error("sweep failed: {}", type(exc).__name__)
-            try:
-                await sweeper.renew_leases()
-            except Exception as exc:
-                logger.opt(exception=exc).error("lease renewal failed: {}", type(exc).__name__)
-            await self._measure_queue()
-            await asyncio.sleep(min(settings.request_lease_seconds / 3, settings.sweep_interval_seconds))
-
 
     async def _measure_queue(self) -> None:
         try:
@@ -133,23 +121,6 @@ class Worker:
                 self.depth = int(group.get("lag") or 0) + int(group.get("pending") or 0)
 
 
-async def serve(settings: Settings, core_factory: Any) -> None:
-    """Migrated already; runs until SIGTERM/SIGINT."""
-    from bot.core import freeze_startup_heap
-    from bot.stopping import stop_on_signals
-
-    stop = stop_on_signals()
-    core = core_factory()
-    freeze_startup_heap()
-    assert settings.redis_url is not None
-    worker = Worker(core, settings.redis_url.get_secret_value())
-    try:
-        await worker.run(stop)
-    finally:
-        await core.aclose()
-        logger.info("worker stopped")
-
-
 def main() -> int:
     from bot.__main__ import prepare
 
@@ -160,10 +131,8 @@ def main() -> int:
     if settings.redis_url is None:
         print("error: a worker needs REDIS_URL (the queue it takes requests from)", file=sys.stderr)
         return 1
-    from bot.core import build_core
-
     try:
-        asyncio.run(_run(settings, lambda: build_core(settings, config)))
+        asyncio.run(_run(settings, config))
     except KeyboardInterrupt:
         pass
     except StartupError as exc:
@@ -172,11 +141,23 @@ def main() -> int:
     return 0
 
 
-async def _run(settings: Settings, core_factory: Any) -> None:
+async def _run(settings: Settings, config: ProvidersConfig) -> None:
+    """Migrate, build, work until SIGTERM/SIGINT (a signal during the migration is a clean stop too)."""
     from bot.__main__ import migrate
+    from bot.core import build_core, freeze_startup_heap
+    from bot.stopping import stop_on_signals
 
+    stop = stop_on_signals()
     await migrate(settings)
-    await serve(settings, core_factory)
+    core = build_core(settings, config)
+    freeze_startup_heap()
+    assert settings.redis_url is not None
+    worker = Worker(core, settings.redis_url.get_secret_value())
+    try:
+        await worker.run(stop)
+    finally:
+        await core.aclose()
+        logger.info("worker stopped")
 
 
 if __name__ == "__main__":

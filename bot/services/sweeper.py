@@ -16,6 +16,7 @@ import asyncio
 from datetime import datetime
 from functools import partial
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -114,6 +115,14 @@ class Sweeper:
         # the row says where it was asked (a group's forum topic too), so the answer goes where it was awaited
         return Ask(self.life.bot, orphan.chat_id or orphan.tg_id, orphan.tg_id,
                    Translate(language_for(user.language if user else None)), thread_id=orphan.thread_id)
+
+    def schedule(self, scheduler: AsyncIOScheduler, sweep_s: float, lease_s: float) -> None:
+        """The sweep every `sweep_s` (SWEEP_INTERVAL_SECONDS) and lease renewal every third of `lease_s`
+        (REQUEST_LEASE_SECONDS): a front of one process and every worker alike."""
+        scheduler.add_job(self.sweep, "interval", seconds=sweep_s, id="sweep", coalesce=True, max_instances=1,
+                          replace_existing=True)
+        scheduler.add_job(self.renew_leases, "interval", seconds=lease_s / 3, id="leases", coalesce=True,
+                          max_instances=1, replace_existing=True)
 
     async def renew_leases(self) -> None:
         """Push this process's leases on (every third of a lease)."""
