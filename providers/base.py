@@ -36,10 +36,6 @@ from providers.types import AdapterResult, Category, EditOp, GenerationRequest, 
 JobIdCallback = Callable[[str], None]
 # Every operation but `instruct`: what an edit endpoint with a fixed operation per call can be asked to do.
 FIXED_EDIT_OPS = frozenset(EditOp) - {EditOp.INSTRUCT}
-# What the OpenAI-style transcription endpoints read (OpenAI and Groq list the same formats).
-TRANSCRIBABLE = frozenset({"audio/ogg", "audio/opus", "audio/mpeg", "audio/mp3", "audio/mp4", "audio/m4a",
-                           "audio/x-m4a", "audio/wav", "audio/x-wav", "audio/wave", "audio/webm", "audio/flac",
-                           "audio/x-flac", "video/mp4", "video/webm", "video/mpeg"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +119,7 @@ class Adapter:
                 and request.edit_op not in self.edit_ops(model):
             return Support(f"cannot do the {request.edit_op} edit")
         if category is Category.TRANSCRIPTION:
-            mime = request.audio_mime.split(";")[0].strip().lower()
+            mime = request.audio_type()
             if mime not in self.audio_formats:
                 return Support(f"cannot read {mime or 'audio of no type'}")
         return SUPPORTED

@@ -76,6 +76,10 @@ class GenerationRequest:
     def chat_messages(self) -> tuple[ChatMessage, ...]:
         return self.messages or (ChatMessage("user", self.prompt),)
 
+    def audio_type(self) -> str:
+        """`audio_mime` without parameters, lower case (`audio/ogg; codecs=opus` -> `audio/ogg`)."""
+        return self.audio_mime.split(";")[0].strip().lower()
+
     def chat_images(self) -> tuple[ImagePart, ...]:
         """Every image the conversation shows the model (a text request with images needs `vision`)."""
         return tuple(image for message in self.messages for image in message.images)

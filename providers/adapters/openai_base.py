@@ -13,10 +13,20 @@ from typing import Any, ClassVar
 import httpx
 
 from providers.adapters.openai_errors import ErrorInfo, classify, classify_payload
-from providers.base import TRANSCRIBABLE, Adapter, error_text
+from providers.base import Adapter, error_text
 from providers.errors import ErrorKind, ProviderError
 from providers.kinds import KINDS, OpenAIDialect
 from providers.types import Category
+
+# What the OpenAI-style transcription endpoints read (OpenAI and Groq list the same formats), by MIME type,
+# with the file-name extension they tell the format by.
+AUDIO_EXTENSIONS = {
+    "audio/ogg": "ogg", "audio/opus": "ogg", "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/mp4": "m4a",
+    "audio/m4a": "m4a", "audio/x-m4a": "m4a", "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav",
+    "audio/webm": "webm", "audio/flac": "flac", "audio/x-flac": "flac", "video/mp4": "mp4", "video/webm": "webm",
+    "video/mpeg": "mpeg",
+}
+_TRANSCRIBABLE = frozenset(AUDIO_EXTENSIONS)
 
 
 class OpenAIBase(Adapter):
@@ -33,7 +43,7 @@ class OpenAIBase(Adapter):
             cls.default_base_url = info.base_url
             cls.extra_headers = info.headers
             cls.vision = info.vision
-            cls.audio_formats = TRANSCRIBABLE if Category.TRANSCRIPTION in info.categories else frozenset()
+            cls.audio_formats = _TRANSCRIBABLE if Category.TRANSCRIPTION in info.categories else frozenset()
 
     def url(self, path: str) -> str:
         base = self.config.base_url or self.default_base_url

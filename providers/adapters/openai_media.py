@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from providers.adapters.instructions import INSTRUCTION_OPS, instruction
-from providers.adapters.openai_base import OpenAIBase
+from providers.adapters.openai_base import AUDIO_EXTENSIONS, OpenAIBase
 from providers.base import CallContext
 from providers.errors import ErrorKind
 from providers.types import AdapterResult, EditOp, GenerationRequest, Media, Usage
@@ -25,13 +25,6 @@ from providers.types import AdapterResult, EditOp, GenerationRequest, Media, Usa
 # Only DALL-E models take `response_format`; GPT-image models reject it and always answer b64_json.
 _RESPONSE_FORMAT_MODELS = ("dall-e-2", "dall-e-3")
 _GPT_IMAGE = "gpt-image"
-# The file name's extension is how these endpoints tell the format: a MIME type -> the extension they accept.
-_AUDIO_EXTENSIONS = {
-    "audio/ogg": "ogg", "audio/opus": "ogg", "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/mp4": "m4a",
-    "audio/m4a": "m4a", "audio/x-m4a": "m4a", "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav",
-    "audio/webm": "webm", "audio/flac": "flac", "audio/x-flac": "flac", "video/mp4": "mp4", "video/webm": "webm",
-    "video/mpeg": "mpeg",
-}
 
 
 def sniff_image_mime(data: bytes) -> str:
@@ -121,8 +114,8 @@ class OpenAIMedia(OpenAIBase):
         length, which the caller knows (`audio_seconds`): the default answer does not say it."""
         if not request.audio:
             raise self.fail(ErrorKind.BAD_REQUEST, "a transcription needs the audio")
-        mime = request.audio_mime.split(";")[0].strip().lower()
-        filename = f"audio.{_AUDIO_EXTENSIONS.get(mime, 'ogg')}"
+        mime = request.audio_type()
+        filename = f"audio.{AUDIO_EXTENSIONS.get(mime, 'ogg')}"
         data = {"model": model, "response_format": "json"}
         if request.options.get("language"):
             data["language"] = str(request.options["language"])
