@@ -29,7 +29,7 @@ from bot.services.revenue import revenue_text
 from bot.services.writes import WriteQueue
 from bot.settings import Settings
 from db.repo.payments import Refund, find_payment, record_refund
-from db.repo.revenue import count_payment_events, payment_events, revenue
+from db.repo.revenue import payment_events, revenue
 from db.repo.stats import request_totals
 from db.repo.users import get_user
 
@@ -117,7 +117,7 @@ async def cmd_payments(message: Message, command: CommandObject, t: Translate, s
         blocks.append(t(f"admin.payments.{event.kind}", at=event.at.astimezone(settings.tz).strftime("%m-%d %H:%M"),
                         user=esc(user_name(event.user_id, event.username, event.first_name)),
                         credits=event.credits, stars=event.stars, charge=esc(event.charge_id)))
-    hidden = await count_payment_events(session, period) - SHOWN_EVENTS
+    hidden = found.purchases + found.refunds - SHOWN_EVENTS  # the events are these purchases and refunds
     if hidden > 0:
         blocks.append(t("admin.payments.more", n=hidden))
     await answer_blocks(message, blocks)

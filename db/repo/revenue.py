@@ -85,11 +85,6 @@ async def payment_events(session: AsyncSession, period: Period, limit: int | Non
                          int(row.credits), int(row.stars)) for row in (await session.execute(query)).all()]
 
 
-async def count_payment_events(session: AsyncSession, period: Period) -> int:
-    events = _events(period)
-    return int(await session.scalar(select(func.count()).select_from(events)) or 0)
-
-
 async def export_payment_rows(session: AsyncSession, period: Period) -> AsyncIterator[dict[str, Any]]:
     """One dict per purchase or refund of the period, oldest first, for the CSV."""
     for event in reversed(await payment_events(session, period)):

@@ -141,3 +141,13 @@ async def test_payments_stats_digest_and_export_show_revenue_beside_provider_cos
 async def test_payments_in_a_quiet_period_says_so(h: CoreHarness) -> None:
     await h.say(ADMIN, "/payments yesterday")
     assert EN("admin.payments.none") in (h.tg.last_text(ADMIN) or "")
+
+
+async def test_payments_says_how_many_events_it_did_not_list(h: CoreHarness,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bot.handlers.admin_payments.SHOWN_EVENTS", 1)
+    await purchase(h, USER, button=1)
+    refunded = await purchase(h, USER)
+    await h.say(ADMIN, f"/refund {refunded.charge_id}")
+    await h.say(ADMIN, "/payments")  # two purchases and a refund: one listed, two more
+    assert EN("admin.payments.more", n=2) in (h.tg.last_text(ADMIN) or "")
