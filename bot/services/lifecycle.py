@@ -220,30 +220,29 @@ class RequestLife:
     async def _reserve(self, ask: Ask, label: LabelConfig, request: GenerationRequest, route: list[str],
                        history_chars: int | None, credits: int) -> tuple[Reservation, list[ChatMessage]]:
         # a front reserves for whichever worker takes the request; one process reserves for itself
-        queued = self.queue is not None
-        owner = QUEUE_OWNER if self.queue is not None else self.leases.owner
-        until = self.queue.lease_until() if self.queue is not None else self.leases.until()
+        queue = self.queue
+        owner, until = (QUEUE_OWNER, queue.lease_until()) if queue else (self.leases.owner, self.leases.until())
 
         async def reserve(session: AsyncSession) -> tuple[Reservation, list[ChatMessage]]:
             done = await lifecycle.reserve_request(
                 session, owner=owner, lease_until=until, tg_id=ask.user_id, update_id=ask.update_id,
                 chat_id=ask.chat_id, thread_id=ask.thread_id, label=label.name, category=str(request.category),
                 prompt=request.prompt, credits=credits, budget=self.budget,
-                route_first_provider=route[0] if route else None, start=not queued, exclusive=queued)
+                route_first_provider=route[0] if route else None, start=queue is None, exclusive=queue is not None)
             if not done.ok or history_chars is None:
                 return done, []
             past = await history.load_history(session, ask.conversation, history_chars, prune=True)
             return done, recalled(past)  # the newest image kept by reference (bot.services.vision)
 
-        if self.queue is None:
+        if queue is None:
             reservation, past = await self.write(reserve)
-        else:
-            async with self.queue.reserving(ask.user_id) as alone:
-                reservation, past = await self.write(reserve) if alone else (await self._busy_row(ask, label, request),
-                                                                              [])
-        if reservation.ok and reservation.request_id is not None and not queued:
-            self.leases.hold(reservation.request_id)
-        return reservation, past
+            if reservation.ok and reservation.request_id is not None:
+                self.leases.hold(reservation.request_id)
+            return reservation, past
+        async with queue.reserving(ask.user_id) as alone:
+            if not alone:  # another front is reserving for this user right now
+                return await self._busy_row(ask, label, request), []
+            return await self.write(reserve)
 
     async def refused_as_busy(self, ask: Ask, label: LabelConfig, request: GenerationRequest) -> bool:
         """Refuse now, as serve() would, when a request of the user's is running: lets a handler skip
