@@ -22,11 +22,10 @@ import httpx
 
 from providers.bodies import (
     DEFAULT_MAX_MEDIA_BYTES,
-    MAX_ERROR_BYTES,
     MAX_JSON_BYTES,
     BodyTooLarge,
     read_capped,
-    read_prefix,
+    read_error,
     with_body,
 )
 from providers.config import ProviderConfig, first_token_deadline, total_deadline
@@ -172,8 +171,8 @@ class Adapter:
                     self.client.stream(method, url, timeout=ctx.timeout_s, **kw) as response:
                 status = response.status_code
                 if status >= 400:
-                    raise self.error(with_body(response, await read_prefix(response, MAX_ERROR_BYTES)))
-                body = await read_capped(response, ctx.body_cap(response.headers.get("content-type", "")))
+                    raise self.error(await read_error(response))
+                answer = await whole(response, ctx)
         except TimeoutError as exc:
             raise self.fail(ErrorKind.UNAVAILABLE, f"no complete answer within {ctx.total_s:g}s") from exc
         except httpx.TimeoutException as exc:
@@ -182,7 +181,7 @@ class Adapter:
             raise self.fail(ErrorKind.UNAVAILABLE, f"connection failed: {type(exc).__name__}") from exc
         except BodyTooLarge as exc:
             raise self.fail(ErrorKind.INVALID_RESPONSE, str(exc), status=status) from exc
-        return with_body(response, body)
+        return answer
 
     def error(self, response: httpx.Response) -> ProviderError:
         """Turn a failed HTTP response into a ProviderError; each adapter refines it from its body."""
@@ -195,6 +194,13 @@ class Adapter:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise self.fail(ErrorKind.INVALID_RESPONSE, "response body is not JSON",
                             status=response.status_code) from exc
+
+
+async def whole(response: httpx.Response, ctx: CallContext) -> httpx.Response:
+    """`response` read whole within `ctx.body_cap` (BodyTooLarge past it), as a finished copy: an unstreamed
+    answer, or a streamed one that turned out not to be a stream (a proxy that ignored stream=true, an
+    error object on 200)."""
+    return with_body(response, await read_capped(response, ctx.body_cap(response.headers.get("content-type", ""))))
 
 
 def _edit_ops(names: Iterable[Any]) -> Iterable[EditOp]:

@@ -7,6 +7,7 @@ stops as soon as the count passes the cap:
 
     read_capped(response, max_bytes)     the whole body, or BodyTooLarge
     read_prefix(response, max_bytes)     at most the first max_bytes (an error body: enough for a message)
+    read_error(response)                 a finished copy of a failed response, MAX_ERROR_BYTES of its body
     with_body(response, body)            a finished copy of a streamed response carrying `body`
 
 Used by `Adapter.send` (JSON, media and error bodies; `CallContext.body_cap` picks the cap),
@@ -64,6 +65,11 @@ async def read_prefix(response: httpx.Response, max_bytes: int) -> bytes:
         if total >= max_bytes:
             break
     return b"".join(parts)
+
+
+async def read_error(response: httpx.Response) -> httpx.Response:
+    """A finished copy of a failed response carrying at most MAX_ERROR_BYTES of its body."""
+    return with_body(response, await read_prefix(response, MAX_ERROR_BYTES))
 
 
 def with_body(response: httpx.Response, body: bytes) -> httpx.Response:

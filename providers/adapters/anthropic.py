@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 from loguru import logger
 
-from providers.adapters.sse import is_event_stream, iter_sse, open_stream, whole
-from providers.base import Adapter, CallContext, error_text
+from providers.adapters.sse import is_event_stream, iter_sse, open_stream
+from providers.base import Adapter, CallContext, error_text, whole
 from providers.errors import ErrorKind, ProviderError, kind_from_status, parse_retry_after, refine_kind
 from providers.types import AdapterResult, Category, ChatMessage, GenerationRequest, ImagePart, StreamChunk, Usage
 

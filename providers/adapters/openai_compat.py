@@ -24,8 +24,8 @@ from loguru import logger
 
 from providers.adapters.openai_media import OpenAIMedia
 from providers.adapters.polling import data_uri
-from providers.adapters.sse import is_event_stream, iter_sse, open_stream, whole
-from providers.base import CallContext
+from providers.adapters.sse import is_event_stream, iter_sse, open_stream
+from providers.base import CallContext, whole
 from providers.config import usd_to_micros
 from providers.errors import ErrorKind
 from providers.kinds import KINDS

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from providers.bodies import MAX_ERROR_BYTES, BodyTooLarge, capped_chunks, read_capped, read_prefix, with_body
+from providers.bodies import BodyTooLarge, capped_chunks, read_error
 from providers.errors import ErrorKind
 
 if TYPE_CHECKING:
@@ -115,12 +115,6 @@ def is_event_stream(response: httpx.Response) -> bool:
     return "text/event-stream" in response.headers.get("content-type", "").lower()
 
 
-async def whole(response: httpx.Response, ctx: CallContext) -> httpx.Response:
-    """A streamed response that turned out not to be a stream (a proxy that ignored stream=true, an error
-    object on 200), read whole within the same cap as an unstreamed answer."""
-    return with_body(response, await read_capped(response, ctx.body_cap(response.headers.get("content-type", ""))))
-
-
 @asynccontextmanager
 async def open_stream(adapter: Adapter, url: str, ctx: CallContext, **kw: Any) -> AsyncIterator[httpx.Response]:
     """POST and hold the streamed response open; closed on every path.
@@ -132,7 +126,7 @@ async def open_stream(adapter: Adapter, url: str, ctx: CallContext, **kw: Any) -
     try:
         async with adapter.client.stream("POST", url, timeout=ctx.timeout_s, **kw) as response:
             if response.status_code >= 400:
-                raise adapter.error(with_body(response, await read_prefix(response, MAX_ERROR_BYTES)))
+                raise adapter.error(await read_error(response))
             yield response
     except httpx.TimeoutException as exc:
         raise adapter.fail(ErrorKind.UNAVAILABLE, f"stream timed out after {ctx.timeout_s:g}s") from exc
