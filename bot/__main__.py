@@ -53,6 +53,9 @@ def configure_logging(level: str, secrets: list[str]) -> None:
     # httpx logs every provider request at INFO ("HTTP Request: POST ..."): a line per call routed through
     # loguru for what the request log already keeps; failures still reach the log through ProviderError.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # APScheduler says at INFO that each job ran (lease renewal: every few seconds); a job that raises is
+    # still logged, at ERROR
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def fail(message: str) -> int:

@@ -56,12 +56,11 @@ async def take_job(life: RequestLife, job: Job) -> None:
 
 class Worker:
     def __init__(self, core: Core, redis_url: str) -> None:
-        from redis.asyncio import Redis
-
         from bot.services.dispatch import make_broker
 
+        assert core.shared.redis is not None  # REDIS_URL is set: the core's shared pieces have the client
         self.core, self.settings = core, core.settings
-        self.redis = Redis.from_url(redis_url)
+        self.redis = core.shared.redis  # stop signals and the queue depth; closed with the core
         # a message unacknowledged this long (its worker died before taking the request) goes to another
         self.broker = make_broker(redis_url, PREFIX, idle_s=max(60.0, 2 * self.settings.request_lease_seconds))
 
@@ -108,7 +107,6 @@ class Worker:
             await asyncio.gather(*tasks, return_exceptions=True)
             await core.slots.shutdown()
             await self.broker.shutdown()
-            await self.redis.aclose()
 
     async def _measure_queue(self) -> None:
         try:
