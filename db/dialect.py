@@ -25,10 +25,20 @@ def epoch_seconds_sql(session: Db, column: Any) -> ColumnElement[int]:
     return cast(func.floor(extract("epoch", column)), BigInteger)
 
 
+def insert_or_skip(dialect: str, table: Table, key: str) -> Any:
+    """INSERT into `table` that skips a row whose `key` exists (ON CONFLICT DO NOTHING, which both speak).
+    Callers build it once and cache it."""
+    return _insert(dialect, table).on_conflict_do_nothing(index_elements=[key])
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    return (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+
+
 @lru_cache(maxsize=512)
 def _upsert(dialect: str, table: Table, keys: tuple[str, ...], counters: tuple[str, ...]) -> Any:
     # Built once per shape: building `excluded` and compiling cost more than running the statement
-    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+    stmt = _insert(dialect, table)
     return stmt.on_conflict_do_update(
         index_elements=[table.c[k] for k in keys],
         set_={name: table.c[name] + stmt.excluded[name] for name in counters},

@@ -20,10 +20,9 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from db.dialect import dialect_name
+from db.dialect import dialect_name, insert_or_skip
 from db.models import ledger_table, payments_table, users_table
 from db.periods import utcnow
 
@@ -74,8 +73,7 @@ def _view(row: Any) -> PaymentView:
 
 @lru_cache(maxsize=4)
 def _insert_payment(dialect: str) -> Any:
-    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(payments_table)
-    return stmt.on_conflict_do_nothing(index_elements=["charge_id"]).returning(P.id)
+    return insert_or_skip(dialect, payments_table, "charge_id").returning(P.id)
 
 
 async def _balance(conn: AsyncConnection, user_id: int, *, lock: bool = False) -> int:

@@ -12,10 +12,9 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.dialect import dialect_name
+from db.dialect import dialect_name, insert_or_skip
 from db.models import feed_positions_table
 from db.periods import utcnow
 
@@ -24,8 +23,7 @@ F = feed_positions_table.c
 
 @lru_cache(maxsize=4)
 def _insert_position(dialect: str) -> Any:
-    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(feed_positions_table)
-    return stmt.on_conflict_do_nothing(index_elements=["name"])
+    return insert_or_skip(dialect, feed_positions_table, "name")
 
 
 async def read_position(session: AsyncSession, name: str) -> int:

@@ -11,8 +11,8 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Integer, String, Table, bindparam, case, func, insert, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from db.dialect import insert_or_skip
 from db.models import OPEN_STATUSES, attempts_table, ledger_table, requests_table, users_table
 
 R, U = requests_table.c, users_table.c
@@ -35,9 +35,8 @@ def _col(table: Table, name: str) -> Any:
 @lru_cache(maxsize=4)
 def open_request(dialect: str) -> Any:
     """Insert a request unless its update id is known: RETURNING gives the id, or nothing (duplicate)."""
-    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(requests_table)
-    return (stmt.values({name: _col(requests_table, name) for name in OPEN_ROW_COLUMNS})
-            .on_conflict_do_nothing(index_elements=["update_id"]).returning(R.id))
+    return (insert_or_skip(dialect, requests_table, "update_id")
+            .values({name: _col(requests_table, name) for name in OPEN_ROW_COLUMNS}).returning(R.id))
 
 
 @lru_cache(maxsize=4)

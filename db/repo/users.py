@@ -13,10 +13,9 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.dialect import dialect_name
+from db.dialect import dialect_name, insert_or_skip
 from db.models import LedgerEntry, User, ledger_table, users_table
 from db.periods import utcnow
 
@@ -69,9 +68,8 @@ _REFRESH = (update(users_table).where(_U.id == _bind("id")).values({n: _bind(n) 
 
 @lru_cache(maxsize=4)
 def _create(dialect: str) -> Any:
-    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(users_table)
     names = ("id", "credits", "labels", "created_at", *_FRESH)
-    return (stmt.values({n: _bind(n) for n in names}).on_conflict_do_nothing(index_elements=["id"])
+    return (insert_or_skip(dialect, users_table, "id").values({n: _bind(n) for n in names})
             .returning(*_VIEW_COLUMNS))
 
 
