@@ -36,6 +36,13 @@ class GenerationService:
     def label_for(self, user: UserView, category: Category) -> LabelConfig | None:
         return self.catalogue.for_user(user.label_for(str(category)), category)
 
+    async def offered(self, ask: Ask, user: UserView, category: Category) -> LabelConfig | None:
+        """The user's label of `category`; None after telling them the bot offers none of that kind."""
+        label = self.label_for(user, category)
+        if label is None:
+            await ask.say(ask.t("errors.no_label", category=category_name(str(category), ask.t)))
+        return label
+
     def invalid_input(self, prompt: str, t: Translate, usage_key: str) -> str | None:
         """Why the input cannot be sent (empty, too long), checked before anything is charged."""
         if not prompt.strip():
@@ -45,9 +52,8 @@ class GenerationService:
         return None
 
     async def chat(self, ask: Ask, user: UserView, text: str, *, document: Document | None = None) -> None:
-        label = self.label_for(user, Category.TEXT)
+        label = await self.offered(ask, user, Category.TEXT)
         if label is None:
-            await ask.say(ask.t("errors.no_label", category=category_name("text", ask.t)))
             return
         if problem := self.invalid_input(text, ask.t, "errors.empty"):
             await ask.say(problem)
@@ -63,9 +69,8 @@ class GenerationService:
         chat label when it can see, else for the first label that can, the user told which and at what price.
         The image travels by reference (its Telegram file id) and is fetched when the request runs; the
         history keeps the reference, not the bytes (bot.services.vision)."""
-        chosen = self.label_for(user, Category.TEXT)
+        chosen = await self.offered(ask, user, Category.TEXT)
         if chosen is None:
-            await ask.say(ask.t("errors.no_label", category=category_name("text", ask.t)))
             return
         label = self.catalogue.seeing(chosen)
         if label is None:
@@ -90,11 +95,9 @@ class GenerationService:
         answered as chat by their chat label; both labels' credits reserved together (RequestLife.serve).
         `request.prompt` is what the transcript follows in the question ("" in a private chat; in a group the
         sender's name, as every turn there is signed)."""
-        transcriber = self.label_for(user, Category.TRANSCRIPTION)
-        label = self.label_for(user, Category.TEXT)
+        transcriber = await self.offered(ask, user, Category.TRANSCRIPTION)
+        label = await self.offered(ask, user, Category.TEXT) if transcriber is not None else None
         if transcriber is None or label is None:
-            missing = "transcription" if transcriber is None else "text"
-            await ask.say(ask.t("errors.no_label", category=category_name(missing, ask.t)))
             return
         await self.life.serve(ask, label, request, "voice", history_chars=self.settings.history_max_chars,
                               transcriber=transcriber)
@@ -105,9 +108,8 @@ class GenerationService:
         return label is not None and await self.life.refused_as_busy(ask, label, request)
 
     async def media(self, ask: Ask, user: UserView, request: GenerationRequest, usage_key: str) -> None:
-        label = self.label_for(user, request.category)
+        label = await self.offered(ask, user, request.category)
         if label is None:
-            await ask.say(ask.t("errors.no_label", category=category_name(str(request.category), ask.t)))
             return
         if request.category is not Category.IMAGE_EDIT or request.prompt:  # most edits need no words
             if problem := self.invalid_input(request.prompt, ask.t, usage_key):
